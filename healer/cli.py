@@ -1,0 +1,133 @@
+"""The command line; the only place that wires healer's parts together.
+
+Exit codes (DESIGN.md): run-once 0 healthy, 1 still unhealthy, 2 usage or configuration error,
+3 could not probe. diagnose follows Nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from healer.audit.log import AuditLog
+from healer.clock import Clock, SystemClock
+from healer.config import DEFAULT_CONFIG, Config, load_config
+from healer.errors import ConfigError, HealerError, ProbeError
+from healer.executor.executor import Executor
+from healer.guard.guard import Guard
+from healer.pipeline import Pipeline
+from healer.policy.engine import PolicyEngine
+from healer.policy.loader import load_policies
+from healer.probes.broker import broker_probe
+from healer.probes.snapshot import Prober
+from healer.state import StateStore
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from healer.model import PassReport
+
+EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
+
+
+def new_id() -> str:
+    """A short random incident id."""
+    return uuid.uuid4().hex[:12]
+
+
+def build_pipeline(config: Config, clock: Clock) -> Pipeline:
+    """Wire the pipeline for a config: policies first (exit 2), then D-Bus (exit 3)."""
+    from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
+
+    policy = PolicyEngine(load_policies(config.paths.policies))
+    broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
+    systemd = DBusSystemd(config.systemd.bus, clock)
+    allowed = frozenset(config.units.all())
+    return Pipeline(
+        prober=Prober(systemd, config.units, broker, clock),
+        policy=policy,
+        guard=Guard(allowed),
+        executor=Executor(systemd, allowed, clock),
+        audit=AuditLog(config.paths.audit_log, clock),
+        store=StateStore(config.paths.state_dir),
+        clock=clock,
+        new_id=new_id,
+    )
+
+
+def _print_report(report: PassReport) -> None:
+    if not report.findings:
+        print("healthy: nothing found")
+        return
+    for finding in report.findings:
+        print(f"{finding.scenario.value} {finding.severity.value} {finding.unit}: "
+              f"{finding.summary}")
+        for action in (a for a in report.actions if a.scenario == finding.scenario
+                       and a.unit in {finding.unit, None} | {a.unit}):
+            what = f"{action.action} {action.unit}" if action.action else "no action"
+            print(f"  -> {what}: {action.outcome}: {action.detail}")
+    if report.healthy:
+        print("healthy at the end of the pass")
+    else:
+        left = ", ".join(f"{f.scenario.value} {f.unit}" for f in report.remaining)
+        print(f"still unhealthy: {left}")
+
+
+def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
+    """One pass; exit 0 when healthy at the end, 1 when not."""
+    report = build_pipeline(config, SystemClock()).run_once(dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({**report.model_dump(mode="json"), "healthy": report.healthy}))
+    else:
+        _print_report(report)
+    return EXIT_OK if report.healthy else EXIT_UNHEALTHY
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (argparse exits 2 on usage errors, as the contract wants)."""
+    top = argparse.ArgumentParser(prog="healer", description=__doc__.splitlines()[0])
+    top.add_argument("--config", type=Path, help="config file (default $HEALER_CONFIG or "
+                     f"{DEFAULT_CONFIG})")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_once = commands.add_parser("run-once", help="one pass: diagnose, remediate, verify")
+    run_once.add_argument("--dry-run", action="store_true",
+                          help="decide and record, change nothing")
+    run_once.add_argument("--json", action="store_true", help="print the pass report as JSON")
+    run_once.set_defaults(handler=cmd_run_once)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: every failure is one line on stderr and a documented exit code."""
+    args = parser().parse_args(argv)
+    path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
+    try:
+        config = load_config(path)
+        code: int = args.handler(config, args)
+    except ConfigError as exc:
+        print(f"healer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ProbeError as exc:
+        print(f"healer: cannot probe: {exc}", file=sys.stderr)
+        return EXIT_PROBE
+    except HealerError as exc:
+        print(f"healer: {exc}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("HEALER_DEBUG"):
+            raise
+        print(f"healer: internal error: {type(exc).__name__}: {exc} "
+              "(HEALER_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_PROBE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

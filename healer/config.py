@@ -1,0 +1,137 @@
+"""The TOML configuration, validated with pydantic; every error names the file and the key."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from healer.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path("/etc/healer/healer.toml")
+DEFAULT_POLICIES = Path(__file__).resolve().parent / "default_policies"
+_UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)$")
+
+
+def _unit_name(value: str) -> str:
+    if not _UNIT_NAME.match(value):
+        raise ValueError(f"{value!r} is not a systemd unit name (e.g. celery.service)")
+    return value
+
+
+UnitName = Annotated[str, AfterValidator(_unit_name)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, so a typo never disables a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SystemdConfig(Section):
+    """How to reach systemd."""
+
+    bus: str = "system"
+
+
+class CeleryConfig(Section):
+    """How to reach Celery's broker and which nodes and queues to expect."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    queues: list[str] = Field(default_factory=lambda: ["celery"])
+    nodes: list[str] | None = None
+    broker_timeout: float = Field(default=0.5, gt=0, le=30)
+
+
+class UnitsConfig(Section):
+    """The allowlist: these units, and only these, may be acted on."""
+
+    workers: list[UnitName] = Field(min_length=1)
+    beat: UnitName | None = None
+    broker: UnitName | None = None
+
+    def all(self) -> tuple[str, ...]:
+        """Every managed unit, broker first, then workers, then beat (dependency order)."""
+        units = [self.broker, *self.workers, self.beat]
+        return tuple(u for u in units if u is not None)
+
+
+class BeatConfig(Section):
+    """Where beat keeps its schedule."""
+
+    schedule_file: Path | None = None
+
+
+class PathsConfig(Section):
+    """Where healer keeps its state, its audit log and its policies."""
+
+    state_dir: Path = Path("/var/lib/healer")
+    audit_log: Path = Path("/var/log/healer/audit.jsonl")
+    policies: Path = DEFAULT_POLICIES
+
+
+class AgentConfig(Section):
+    """The unattended agent's loop."""
+
+    interval: float = Field(default=5, gt=0)
+
+
+class Config(Section):
+    """The whole configuration file."""
+
+    systemd: SystemdConfig = SystemdConfig()
+    celery: CeleryConfig = CeleryConfig()
+    units: UnitsConfig
+    beat: BeatConfig = BeatConfig()
+    paths: PathsConfig = PathsConfig()
+    agent: AgentConfig = AgentConfig()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file; relative paths are taken from the file's folder."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such config file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from exc
+    base = path.resolve().parent
+    paths = config.paths
+    return config.model_copy(
+        update={
+            "paths": PathsConfig(
+                state_dir=_resolve(base, paths.state_dir),
+                audit_log=_resolve(base, paths.audit_log),
+                policies=_resolve(base, paths.policies),
+            )
+        }
+    )

@@ -1,0 +1,60 @@
+"""One error hierarchy for healer; every error healer raises on purpose is one of these.
+
+    HealerError
+    ├── ConfigError          bad configuration or policy input (exit 2); names file, key or line
+    ├── ProbeError           the world could not be read (exit 3 from run-once)
+    │   └── BusUnavailable   no D-Bus connection to systemd
+    ├── ActionError          a remediation could not be carried out
+    │   ├── NotAllowed       the unit is not in [units]; nothing was called
+    │   ├── SystemdError     systemd answered a D-Bus call with an error (its name kept)
+    │   └── JobFailed        a systemd job ended in a result other than done/skipped, or timed out
+    └── StateError           the state store could not be read or written
+
+Lower-level errors (dbus, redis, OS) are translated at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class HealerError(Exception):
+    """Base of every error healer raises on purpose."""
+
+
+class ConfigError(HealerError):
+    """Bad configuration or policy input; the message names the file and key or line."""
+
+
+class ProbeError(HealerError):
+    """A probe could not read the state of the world."""
+
+
+class BusUnavailable(ProbeError):
+    """No D-Bus connection to systemd could be made."""
+
+
+class ActionError(HealerError):
+    """A remediation step could not be carried out."""
+
+
+class NotAllowed(ActionError):
+    """The target unit is outside the [units] allowlist."""
+
+
+class SystemdError(ActionError):
+    """systemd refused or failed a D-Bus call; ``dbus_name`` keeps the D-Bus error name."""
+
+    def __init__(self, message: str, dbus_name: str | None = None) -> None:
+        super().__init__(message)
+        self.dbus_name = dbus_name
+
+
+class JobFailed(ActionError):
+    """A systemd job finished with a failing result or did not finish before its deadline."""
+
+    def __init__(self, message: str, result: str) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class StateError(HealerError):
+    """The state store could not be read or written."""

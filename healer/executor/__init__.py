@@ -1,0 +1,1 @@
+"""The executor: the only code that changes the world, and its verification."""

@@ -1,0 +1,1 @@
+"""The guard: whether a planned step may run now (allowlist, rate limits)."""

@@ -1,0 +1,36 @@
+""""N within M" rate limits over attempt times kept in the state store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from healer.policy.models import Limit
+    from healer.state import State
+
+
+def key(action: str, unit: str) -> str:
+    """The state key under which attempts of one action on one unit are counted."""
+    return f"{action}:{unit}"
+
+
+def recent(state: State, action: str, unit: str, within: float, now: float) -> list[float]:
+    """Attempt times of this action on this unit inside the window ending now."""
+    return [t for t in state.actions.get(key(action, unit), []) if now - t < within]
+
+
+def exceeded(state: State, action: str, unit: str, limit: Limit, now: float) -> str | None:
+    """Why the limit forbids another attempt now, or None when it allows one."""
+    times = recent(state, action, unit, limit.within, now)
+    if len(times) < limit.max:
+        return None
+    wait = min(times) + limit.within - now
+    return (
+        f"{len(times)} {action} of {unit} in the last {limit.within:g}s reach the limit of "
+        f"{limit.max}; next allowed in {wait:.0f}s"
+    )
+
+
+def record(state: State, action: str, unit: str, limit: Limit, now: float) -> None:
+    """Count one attempt (and forget attempts that left every window)."""
+    state.actions[key(action, unit)] = [*recent(state, action, unit, limit.within, now), now]

@@ -1,0 +1,1 @@
+"""Policies: YAML rules that map a finding to a ladder of remediation steps."""

@@ -1,0 +1,82 @@
+"""The policy file format, validated with pydantic (its JSON schema is exported from here)."""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from healer.config import UnitName
+from healer.model import Finding, Scenario, Severity
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """Seconds from a number or a string such as "90s", "10m", "1h30m"."""
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{value!r} is not a duration (e.g. 30s, 10m, 1h30m)")
+        return sum(float(n) * _SECONDS[u] for n, u in parts)
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Action = Literal["restart_unit"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; models are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limit(Strict):
+    """At most ``max`` attempts on one target within ``within`` seconds ("N within M")."""
+
+    max: int = Field(default=3, ge=1)
+    within: Duration = 900.0
+
+
+class Step(Strict):
+    """One rung of a ladder: an action, on the finding's unit unless ``unit`` names another."""
+
+    action: Action
+    unit: UnitName | None = None
+    verify: Duration = 5.0
+    limit: Limit = Limit()
+
+
+class Match(Strict):
+    """Which findings a rule is for: a scenario, a unit glob, optionally some severities."""
+
+    scenario: Scenario
+    unit: str = "*"
+    severity: list[Severity] | None = None
+
+    def matches(self, finding: Finding) -> bool:
+        """Whether the finding falls under this rule."""
+        return (
+            finding.scenario == self.scenario
+            and fnmatchcase(finding.unit or "", self.unit)
+            and (self.severity is None or finding.severity in self.severity)
+        )
+
+
+class Rule(Strict):
+    """A named rule: when it matches, its ladder is tried in order."""
+
+    name: str = Field(min_length=1)
+    match: Match
+    ladder: list[Step] = Field(min_length=1)
+
+
+class PolicyFile(Strict):
+    """One policy file."""
+
+    rules: list[Rule] = Field(default_factory=list)

@@ -1,0 +1,142 @@
+"""A Celery deployment inside a sandboxed user manager: redis-server, a worker and beat as units."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+from healer.sandbox.usermanager import SandboxError, UserManager, wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+    from typing import Self
+
+WORKER = "hiringdog-celery.service"
+BEAT = "hiringdog-celerybeat.service"
+BROKER = "redis.service"
+NODE = "worker1@sandbox"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class CeleryStack:
+    """redis + worker + beat in a private user manager; ``config()`` writes healer's TOML for it."""
+
+    def __init__(self, manager: UserManager | None = None) -> None:
+        redis = shutil.which("redis-server")
+        if redis is None:
+            raise SandboxError("redis-server not found (Debian package redis-server)")
+        self.manager = manager or UserManager()
+        self.root = self.manager.root
+        self.port = free_port()
+        self.broker_url = f"redis://127.0.0.1:{self.port}/0"
+        self.logs = self.root / "log"
+        self.schedule = self.root / "beat" / "schedule"
+        for folder in (self.logs, self.schedule.parent, self.root / "redis"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.manager.write_unit(BROKER, self._unit(
+            "redis-server for the sandbox",
+            f"{redis} --port {self.port} --bind 127.0.0.1 --save '' --appendonly no "
+            f"--dir {self.root / 'redis'} --daemonize no",
+            log="redis.log",
+        ))
+        celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
+        self.manager.write_unit(WORKER, self._unit(
+            "Celery worker", f"{celery} worker --hostname={NODE} --concurrency=1 "
+            "--loglevel=INFO --without-mingle --without-gossip -E",
+            log="celery.log", after=BROKER,
+        ))
+        self.manager.write_unit(BEAT, self._unit(
+            "Celery beat", f"{celery} beat --schedule={self.schedule} --loglevel=INFO",
+            log="celerybeat.log", after=BROKER,
+        ))
+
+    def _unit(self, description: str, command: str, log: str, after: str | None = None) -> str:
+        order = f"After={after}\n" if after else ""
+        return (
+            f"[Unit]\nDescription={description}\n{order}\n"
+            "[Service]\nType=simple\nRestart=no\n"
+            f"WorkingDirectory={self.root}\n"
+            f"Environment=HEALER_DEMO_BROKER={self.broker_url} PYTHONUNBUFFERED=1\n"
+            f"ExecStart={command}\n"
+            f"StandardOutput=append:{self.logs / log}\nStandardError=append:{self.logs / log}\n"
+        )
+
+    def start(self, timeout: float = 30) -> Self:
+        """Start everything and wait until the worker is ready and beat has sent a task."""
+        self.manager.start()
+        self.manager.systemctl("start", BROKER, WORKER, BEAT)
+        self.wait_worker_ready(timeout)
+        wait_until(lambda: "Sending due task" in self.log("celerybeat.log"), timeout,
+                   "beat to send its first task")
+        return self
+
+    def log(self, name: str) -> str:
+        """The contents of one of the stack's log files ('' before it exists)."""
+        path = self.logs / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_worker_ready(self, timeout: float = 30, seen: int = 0) -> None:
+        """Wait until the worker has logged "ready." more than ``seen`` times and is active."""
+        wait_until(lambda: self.log("celery.log").count(" ready.") > seen and self.active(WORKER),
+                   timeout, "the Celery worker to be ready")
+
+    def active(self, unit: str) -> bool:
+        """Whether systemd says the unit is active."""
+        return self.manager.show(unit, "ActiveState") == "active"
+
+    def main_pid(self, unit: str) -> int:
+        """The unit's main PID (0 when it has none)."""
+        return int(self.manager.show(unit, "MainPID") or 0)
+
+    def kill(self, unit: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send a signal to the unit's main process, as the OOM killer or a stray kill would."""
+        pid = self.main_pid(unit)
+        if not pid:
+            raise SandboxError(f"{unit} has no main process to kill")
+        os.kill(pid, sig)
+        if sig in {signal.SIGKILL, signal.SIGTERM}:
+            wait_until(lambda: not self.active(unit), 10, f"{unit} to go down after {sig.name}")
+        return pid
+
+    def config(self, path: Path | None = None, extra: str = "", **sections: str) -> Path:
+        """Write a healer config for this stack; ``sections`` replace whole default sections."""
+        path = path or self.root / "healer.toml"
+        defaults = {
+            "systemd": f'bus = "{self.manager.bus_address}"',
+            "celery": f'broker_url = "{self.broker_url}"\nqueues = ["celery"]',
+            "units": f'workers = ["{WORKER}"]\nbeat = "{BEAT}"\nbroker = "{BROKER}"',
+            "beat": f'schedule_file = "{self.schedule}"',
+            "paths": f'state_dir = "{self.root / "state"}"\naudit_log = "{self.audit_log}"',
+        }
+        defaults.update(sections)
+        path.write_text("".join(f"[{k}]\n{v}\n\n" for k, v in defaults.items()) + extra)
+        return path
+
+    @property
+    def audit_log(self) -> Path:
+        """Where the generated config puts healer's audit log."""
+        return self.root / "audit.jsonl"
+
+    def stop(self) -> None:
+        """Tear the whole sandbox down."""
+        self.manager.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,90 @@
+"""The state that spans passes, in one JSON file written atomically (temp, fsync, rename).
+
+A kill at any moment leaves either the old or the new file, never a torn one. One exclusive
+lock per pass keeps two healers (the agent and an operator's run-once) from acting at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field, ValidationError
+
+from healer.errors import StateError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+class Incident(BaseModel):
+    """An open problem: scenario on a unit, since when, under which id."""
+
+    id: str
+    opened: float
+    last_decision: str | None = None
+
+
+class State(BaseModel):
+    """Everything healer remembers between passes."""
+
+    version: int = 1
+    actions: dict[str, list[float]] = Field(default_factory=dict)
+    incidents: dict[str, Incident] = Field(default_factory=dict)
+
+
+class StateStore:
+    """Load and save ``State`` in ``state_dir/state.json``; ``locked()`` serialises passes."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        self.path = state_dir / "state.json"
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as exc:
+            raise StateError(f"cannot create state dir {self.dir}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the state dir's lock for a pass; waits while another healer holds it."""
+        self._ensure_dir()
+        with (self.dir / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def load(self) -> State:
+        """The saved state, or a fresh one when there is none yet."""
+        try:
+            return State.model_validate_json(self.path.read_bytes())
+        except FileNotFoundError:
+            return State()
+        except (OSError, ValidationError, ValueError) as exc:
+            raise StateError(f"{self.path}: unreadable state ({exc}); move it aside to reset") \
+                from exc
+
+    def save(self, state: State) -> None:
+        """Write atomically: temp file, fsync, rename over, fsync the folder."""
+        self._ensure_dir()
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            with tmp.open("w", encoding="utf-8") as handle:
+                json.dump(state.model_dump(mode="json"), handle, separators=(",", ":"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(self.path)
+            folder = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            raise StateError(f"cannot write {self.path}: {exc}") from exc

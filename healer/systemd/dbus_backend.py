@@ -1,0 +1,125 @@
+"""systemd over D-Bus with dbus-python: LoadUnit + GetAll to read, jobs awaited on JobRemoved."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import dbus
+import dbus.bus
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+
+from healer.errors import BusUnavailable, ProbeError, SystemdError
+from healer.model import UnitState
+
+if TYPE_CHECKING:
+    from healer.clock import Clock
+    from healer.systemd.backend import JobVerb
+
+SYSTEMD = "org.freedesktop.systemd1"
+MANAGER_PATH = "/org/freedesktop/systemd1"
+MANAGER = "org.freedesktop.systemd1.Manager"
+UNIT = "org.freedesktop.systemd1.Unit"
+SERVICE = "org.freedesktop.systemd1.Service"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+_JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
+_PUMP_PAUSE = 0.005
+
+
+def bus_address(spec: str) -> str:
+    """Turn the config's ``bus`` ("system", "user" or an address) into a D-Bus address."""
+    if spec == "system":
+        return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/dbus/system_bus_socket")
+    if spec == "user":
+        if "DBUS_SESSION_BUS_ADDRESS" in os.environ:
+            return os.environ["DBUS_SESSION_BUS_ADDRESS"]
+        runtime = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
+        return f"unix:path={runtime}/bus"
+    return spec
+
+
+def _error(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError:
+    name = exc.get_dbus_name()
+    return SystemdError(f"{doing}: {name}: {exc.get_dbus_message()}", dbus_name=name)
+
+
+class DBusSystemd:
+    """The real backend. Subscribes to JobRemoved once, before any job is queued."""
+
+    def __init__(self, bus: str, clock: Clock, call_timeout: float = 25.0) -> None:
+        self._clock = clock
+        self._call_timeout = call_timeout
+        self._address = bus_address(bus)
+        self._finished: dict[str, str] = {}
+        DBusGMainLoop(set_as_default=True)
+        try:
+            self._bus = dbus.bus.BusConnection(self._address)
+            self._bus.add_signal_receiver(
+                self._on_job_removed,
+                signal_name="JobRemoved",
+                dbus_interface=MANAGER,
+                path=MANAGER_PATH,
+            )
+            self._manager = dbus.Interface(
+                self._bus.get_object(SYSTEMD, MANAGER_PATH, introspect=False), MANAGER
+            )
+            self._manager.Subscribe(timeout=call_timeout)
+        except dbus.exceptions.DBusException as exc:
+            raise BusUnavailable(
+                f"cannot reach systemd on D-Bus at {self._address}: {exc.get_dbus_message()}"
+            ) from exc
+
+    def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
+        self._finished[str(job)] = str(result)
+
+    def _properties(self, path: str, interface: str) -> dict[str, Any]:
+        obj = self._bus.get_object(SYSTEMD, path, introspect=False)
+        props: dict[str, Any] = obj.GetAll(
+            interface, dbus_interface=PROPERTIES, timeout=self._call_timeout
+        )
+        return props
+
+    def unit_state(self, name: str) -> UnitState:
+        """LoadUnit (not GetUnit: it fails for garbage-collected units), then GetAll."""
+        try:
+            path = str(self._manager.LoadUnit(name, timeout=self._call_timeout))
+            unit = self._properties(path, UNIT)
+            service = self._properties(path, SERVICE) if name.endswith(".service") else {}
+        except dbus.exceptions.DBusException as exc:
+            raise ProbeError(str(_error(exc, f"reading {name}"))) from exc
+        return UnitState(
+            name=name,
+            load_state=str(unit["LoadState"]),
+            active_state=str(unit["ActiveState"]),
+            sub_state=str(unit["SubState"]),
+            result=str(service.get("Result", "success")),
+            n_restarts=int(service.get("NRestarts", 0)),
+            main_pid=int(service.get("MainPID", 0)),
+            exec_main_status=int(service.get("ExecMainStatus", 0)),
+            active_enter_us=int(unit["ActiveEnterTimestamp"]),
+            inactive_enter_us=int(unit["InactiveEnterTimestamp"]),
+        )
+
+    def job(self, verb: JobVerb, name: str, timeout: float) -> str:
+        """Queue the job, then pump GLib until its JobRemoved arrives or the deadline passes."""
+        method = getattr(self._manager, _JOB_METHODS[verb])
+        try:
+            job = str(method(name, "replace", timeout=self._call_timeout))
+        except dbus.exceptions.DBusException as exc:
+            raise _error(exc, f"{verb} {name}") from exc
+        deadline = self._clock.monotonic() + timeout
+        context = GLib.MainContext.default()
+        while job not in self._finished:
+            if self._clock.monotonic() >= deadline:
+                return "timeout"
+            if not context.iteration(may_block=False):
+                self._clock.sleep(_PUMP_PAUSE)
+        return self._finished.pop(job)
+
+    def reset_failed(self, name: str) -> None:
+        """ResetFailedUnit."""
+        try:
+            self._manager.ResetFailedUnit(name, timeout=self._call_timeout)
+        except dbus.exceptions.DBusException as exc:
+            raise _error(exc, f"reset-failed {name}") from exc

@@ -1,0 +1,75 @@
+"""An in-memory systemd behind the same interface as the D-Bus backend, for fast unit tests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from healer.model import UnitState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from healer.errors import HealerError
+    from healer.systemd.backend import JobVerb
+
+
+def unit(name: str, active: str = "active", result: str = "success", **kw: int) -> UnitState:
+    """A loaded service unit in the given state (sub-state derived the way systemd does)."""
+    sub = {"active": "running", "failed": "failed", "inactive": "dead"}.get(active, active)
+    return UnitState(
+        name=name, load_state="loaded", active_state=active, sub_state=sub, result=result, **kw
+    )
+
+
+class FakeSystemd:
+    """Units in a dict; every call is recorded in ``calls``.
+
+    ``outcomes[name]`` decides what a start or restart job leaves behind (default: running);
+    ``errors[(verb, name)]`` makes that call raise, as a denial or a failed job would.
+    """
+
+    def __init__(self, *units: UnitState) -> None:
+        self.units: dict[str, UnitState] = {u.name: u for u in units}
+        self.calls: list[tuple[str, str]] = []
+        self.outcomes: dict[str, Callable[[UnitState], UnitState]] = {}
+        self.errors: dict[tuple[str, str], HealerError] = {}
+        self.job_results: dict[str, str] = {}
+        self._next_pid = 1000
+
+    def unit_state(self, name: str) -> UnitState:
+        """The stored state, or not-found like LoadUnit gives for an unknown unit."""
+        if (err := self.errors.get(("read", name))) is not None:
+            raise err
+        return self.units.get(
+            name, UnitState(name=name, load_state="not-found", active_state="inactive",
+                            sub_state="dead")
+        )
+
+    def job(self, verb: JobVerb, name: str, timeout: float) -> str:  # noqa: ARG002
+        """Apply the job to the stored state and return its result."""
+        self.calls.append((verb, name))
+        if (err := self.errors.get((verb, name))) is not None:
+            raise err
+        before = self.unit_state(name)
+        if verb == "stop":
+            after = before.model_copy(update={"active_state": "inactive", "sub_state": "dead",
+                                              "main_pid": 0})
+        else:
+            self._next_pid += 1
+            running = before.model_copy(update={"active_state": "active", "sub_state": "running",
+                                                "result": "success", "main_pid": self._next_pid})
+            outcome = self.outcomes.get(name)
+            after = outcome(running) if outcome else running
+        self.units[name] = after
+        return self.job_results.get(name, "done")
+
+    def reset_failed(self, name: str) -> None:
+        """Failed becomes inactive with Result=success."""
+        self.calls.append(("reset-failed", name))
+        if (err := self.errors.get(("reset-failed", name))) is not None:
+            raise err
+        state = self.unit_state(name)
+        if state.active_state == "failed":
+            self.units[name] = state.model_copy(
+                update={"active_state": "inactive", "sub_state": "dead", "result": "success"}
+            )
