@@ -67,8 +67,7 @@ def _print_report(report: PassReport) -> None:
     for finding in report.findings:
         print(f"{finding.scenario.value} {finding.severity.value} {finding.unit}: "
               f"{finding.summary}")
-        for action in (a for a in report.actions if a.scenario == finding.scenario
-                       and a.unit in {finding.unit, None} | {a.unit}):
+        for action in (a for a in report.actions if a.finding == finding.key):
             what = f"{action.action} {action.unit}" if action.action else "no action"
             print(f"  -> {what}: {action.outcome}: {action.detail}")
     if report.healthy:

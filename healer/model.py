@@ -112,14 +112,24 @@ class Finding(Frozen):
 
 
 class ActionReport(Frozen):
-    """What one step did, or why it did not run."""
+    """What one step did, or why it did not run, for the finding with key ``finding``."""
 
+    finding: str
     scenario: Scenario
     unit: str | None
     action: str | None
     outcome: str
     detail: str
     dry_run: bool = False
+
+    @classmethod
+    def about(
+        cls, finding: Finding, unit: str | None, action: str | None, outcome: str, detail: str,
+        dry_run: bool = False,
+    ) -> ActionReport:
+        """A report on what was done (or not) about ``finding``."""
+        return cls(finding=finding.key, scenario=finding.scenario, unit=unit, action=action,
+                   outcome=outcome, detail=detail, dry_run=dry_run)
 
 
 class PassReport(Frozen):

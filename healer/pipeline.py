@@ -100,9 +100,8 @@ class Pipeline:
     def _remediate(self, state: State, finding: Finding, dry_run: bool) -> list[ActionReport]:
         def decision(outcome: str, detail: str, action: str | None = None,
                      unit: str | None = finding.unit) -> ActionReport:
-            return self._decide(state, finding, ActionReport(
-                scenario=finding.scenario, unit=unit, action=action, outcome=outcome,
-                detail=detail, dry_run=dry_run))
+            return self._decide(state, finding, ActionReport.about(
+                finding, unit, action, outcome, detail, dry_run))
 
         if finding.hold:
             return [decision("held", finding.hold)]
@@ -138,17 +137,15 @@ class Pipeline:
                   "rule": rule, "dry_run": False}
         self._audit.record("action_started", incident.id, outcome="started", **fields)
         try:
-            outcome = self._executor.execute(step, unit)
+            done = self._executor.execute(step, unit)
+            outcome, detail = done.outcome, done.detail
+            extra: dict[str, object] = {"evidence": done.evidence}
         except (ActionError, ProbeError) as exc:
             error = exc.dbus_name if isinstance(exc, SystemdError) else type(exc).__name__
-            self._audit.record("action_finished", incident.id, outcome="failed",
-                               detail=str(exc), error=error, **fields)
-            return ActionReport(scenario=finding.scenario, unit=unit, action=step.action,
-                                outcome="failed", detail=str(exc))
-        self._audit.record("action_finished", incident.id, outcome=outcome.outcome,
-                           detail=outcome.detail, evidence=outcome.evidence, **fields)
-        return ActionReport(scenario=finding.scenario, unit=unit, action=step.action,
-                            outcome=outcome.outcome, detail=outcome.detail)
+            outcome, detail, extra = "failed", str(exc), {"error": error}
+        self._audit.record("action_finished", incident.id, outcome=outcome, detail=detail,
+                           **extra, **fields)
+        return ActionReport.about(finding, unit, step.action, outcome, detail)
 
 
 _NOT_ACTED = frozenset({"held", "no_policy", "refused", "rate_limited", "dry_run"})

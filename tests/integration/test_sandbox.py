@@ -1,0 +1,76 @@
+"""The sandbox itself: real systemd user manager, isolated, and always cleaned up."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from healer.sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
+from healer.sandbox.usermanager import PREFIX, UserManager
+
+pytestmark = pytest.mark.integration
+
+
+TMP = Path(tempfile.gettempdir())
+
+
+def _cgroup_of(proc: Path) -> str:
+    try:
+        return (proc / "cgroup").read_text()
+    except OSError:  # the process is gone
+        return ""
+
+
+def _traces(name: str) -> list[str]:
+    """Folders, cgroups or processes a sandbox of this name left behind."""
+    found = [str(p) for p in TMP.glob(name)]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{name}")]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(name)]
+    found += [f"pid {p.name}" for p in Path("/proc").glob("[0-9]*") if name in _cgroup_of(p)]
+    return found
+
+
+def test_stack_runs_units_in_its_own_cgroup(stack: CeleryStack) -> None:
+    """redis, worker and beat run as units of the sandbox's manager, inside its cgroup."""
+    for unit in (BROKER, WORKER, BEAT):
+        assert stack.active(unit), unit
+        group = stack.manager.show(unit, "ControlGroup")
+        assert group.startswith(f"/{stack.manager.name}/"), group
+
+
+def test_teardown_leaves_nothing_even_when_the_body_fails() -> None:
+    """An exception inside the sandbox still removes every process, cgroup and folder."""
+    names: list[str] = []
+
+    def fail_inside() -> None:
+        with CeleryStack() as running:
+            names.append(running.manager.name)
+            assert _traces(running.manager.name)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_inside()
+    assert _traces(names[0]) == []
+
+
+def test_two_sandboxes_do_not_collide() -> None:
+    """Two stacks run side by side; stopping one leaves the other running."""
+    with CeleryStack() as first, CeleryStack() as second:
+        assert first.port != second.port
+        first.kill(WORKER)
+        assert second.active(WORKER)
+        first.stop()
+        assert second.active(WORKER)
+        assert second.active(BEAT)
+
+
+def test_stale_sandbox_of_a_dead_owner_is_reaped() -> None:
+    """A sandbox whose owning process died is torn down when the next one starts."""
+    stale = TMP / f"{PREFIX}999999999-dead00"
+    stale.mkdir()
+    with UserManager() as manager:
+        assert manager.pid != os.getpid()
+    assert not stale.exists()
