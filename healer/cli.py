@@ -20,17 +20,19 @@ from healer.config import DEFAULT_CONFIG, Config, load_config
 from healer.errors import ConfigError, HealerError, ProbeError
 from healer.executor.executor import Executor
 from healer.guard.guard import Guard
+from healer.model import Severity
 from healer.pipeline import Pipeline
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
 from healer.probes.broker import broker_probe
+from healer.probes.celery import CeleryProbe
 from healer.probes.snapshot import Prober
 from healer.state import StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from healer.model import PassReport
+    from healer.model import Diagnosis, Finding, PassReport
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
 
@@ -49,7 +51,8 @@ def build_pipeline(config: Config, clock: Clock) -> Pipeline:
     systemd = DBusSystemd(config.systemd.bus, clock)
     allowed = frozenset(config.units.all())
     return Pipeline(
-        prober=Prober(systemd, config.units, broker, clock),
+        prober=Prober(systemd, broker, CeleryProbe(config.celery.broker_url,
+                                                   config.celery.ping_timeout), config, clock),
         policy=policy,
         guard=Guard(allowed),
         executor=Executor(systemd, allowed, clock),
@@ -61,8 +64,10 @@ def build_pipeline(config: Config, clock: Clock) -> Pipeline:
 
 
 def _print_report(report: PassReport) -> None:
+    for probe, error in report.probe_errors.items():
+        print(f"unknown: the {probe} probe failed: {error}")
     if not report.findings:
-        print("healthy: nothing found")
+        print("nothing found" if report.probe_errors else "healthy: nothing found")
         return
     for finding in report.findings:
         print(f"{finding.scenario.value} {finding.severity.value} {finding.unit}: "
@@ -75,6 +80,48 @@ def _print_report(report: PassReport) -> None:
     else:
         left = ", ".join(f"{f.scenario.value} {f.unit}" for f in report.remaining)
         print(f"still unhealthy: {left}")
+
+
+NAGIOS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+
+
+def nagios_code(diagnosis: Diagnosis) -> int:
+    """Critical or high findings: 2; a probe that could not look: 3; medium or low: 1; else 0."""
+    severities = {f.severity for f in diagnosis.findings}
+    if severities & {Severity.CRITICAL, Severity.HIGH}:
+        return 2
+    if diagnosis.probe_errors:
+        return 3
+    return 1 if severities else 0
+
+
+def _evidence(finding: Finding) -> str:
+    return ", ".join(f"{k}={v}" for k, v in finding.evidence.items() if v is not None)
+
+
+def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
+    """Probe and detect, act on nothing; Nagios exit codes."""
+    diagnosis = build_pipeline(config, SystemClock()).diagnose()
+    code = nagios_code(diagnosis)
+    if args.json:
+        print(json.dumps({
+            "status": NAGIOS[code],
+            "findings": [{**f.model_dump(mode="json"), "remedy": diagnosis.remedies[f.key]}
+                         for f in diagnosis.findings],
+            "unknown": diagnosis.probe_errors,
+        }))
+        return code
+    print(f"healer diagnose: {NAGIOS[code]}")
+    rows = [("SCENARIO", "SEVERITY", "UNIT", "REMEDY", "EVIDENCE")] + [
+        (f.scenario.value, f.severity.value, f.unit or "-", diagnosis.remedies[f.key],
+         f"{f.summary} [{_evidence(f)}]") for f in diagnosis.findings]
+    if diagnosis.findings:
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + row[4])
+    for probe, error in diagnosis.probe_errors.items():
+        print(f"UNKNOWN {probe}: {error}")
+    return code
 
 
 def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
@@ -98,6 +145,10 @@ def parser() -> argparse.ArgumentParser:
                           help="decide and record, change nothing")
     run_once.add_argument("--json", action="store_true", help="print the pass report as JSON")
     run_once.set_defaults(handler=cmd_run_once)
+    diagnose = commands.add_parser("diagnose", help="probe and detect, act on nothing "
+                                   "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
+    diagnose.add_argument("--json", action="store_true", help="print the findings as JSON")
+    diagnose.set_defaults(handler=cmd_diagnose)
     return top
 
 
@@ -110,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(config, args)
     except ConfigError as exc:
         print(f"healer: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_PROBE if args.command == "diagnose" else EXIT_CONFIG
     except ProbeError as exc:
         print(f"healer: cannot probe: {exc}", file=sys.stderr)
         return EXIT_PROBE

@@ -49,6 +49,8 @@ class CeleryConfig(Section):
     queues: list[str] = Field(default_factory=lambda: ["celery"])
     nodes: list[str] | None = None
     broker_timeout: float = Field(default=0.5, gt=0, le=30)
+    ping_timeout: float = Field(default=0.5, gt=0, le=30)
+    worker_log: Path | None = None
 
 
 class UnitsConfig(Section):
@@ -68,6 +70,8 @@ class BeatConfig(Section):
     """Where beat keeps its schedule."""
 
     schedule_file: Path | None = None
+    log: Path | None = None
+    max_silence: float | None = Field(default=None, gt=0)
 
 
 class PathsConfig(Section):
@@ -76,6 +80,26 @@ class PathsConfig(Section):
     state_dir: Path = Path("/var/lib/healer")
     audit_log: Path = Path("/var/log/healer/audit.jsonl")
     policies: Path = DEFAULT_POLICIES
+
+
+class ThresholdsConfig(Section):
+    """When a signal becomes a finding."""
+
+    queue_backlog: int = Field(default=100, ge=1)
+    memory_mb: float = Field(default=1024, gt=0)
+    task_failures: int = Field(default=3, ge=1)
+    task_window: float = Field(default=600, gt=0)
+    retry_loop: int = Field(default=3, ge=2)
+    not_consuming_after: float = Field(default=60, gt=0)
+    startup_grace: float = Field(default=30, ge=0)
+
+
+class DatabaseConfig(Section):
+    """The application's database, checked with a TCP connect (optional)."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    timeout: float = Field(default=0.5, gt=0, le=30)
 
 
 class AgentConfig(Section):
@@ -92,6 +116,8 @@ class Config(Section):
     units: UnitsConfig
     beat: BeatConfig = BeatConfig()
     paths: PathsConfig = PathsConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
+    database: DatabaseConfig = DatabaseConfig()
     agent: AgentConfig = AgentConfig()
 
 

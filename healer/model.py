@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 EvidenceValue = str | int | float | bool | None
 
@@ -57,6 +57,8 @@ class UnitState(Frozen):
     exec_main_status: int = 0
     active_enter_us: int = 0
     inactive_enter_us: int = 0
+    argv: tuple[str, ...] = ()
+    memory_bytes: int | None = None
 
     @property
     def is_active(self) -> bool:
@@ -72,13 +74,80 @@ class UnitState(Frozen):
 
 
 class BrokerState(Frozen):
-    """Whether the broker answered, and if not, what kind of error it was."""
+    """Whether the broker answered, what kind of error it was, and its queue depths."""
 
     url: str
     reachable: bool
     error_kind: str | None = None
     error: str | None = None
     latency_ms: float | None = None
+    queues: dict[str, int] = {}
+
+
+class Endpoint(Frozen):
+    """A TCP endpoint (the application's database) and whether it accepted a connection."""
+
+    address: str
+    reachable: bool
+    error: str | None = None
+
+
+class CeleryState(Frozen):
+    """What the workers said. ``replied`` is None when nobody could be asked (broker down).
+
+    ``processed`` and ``active`` (summed over nodes) are read only while there is a backlog.
+    """
+
+    nodes: dict[str, str]
+    replied: tuple[str, ...] | None
+    processed: int | None = None
+    active: int | None = None
+
+
+class Sample(Frozen):
+    """One backlog sample, kept across passes to see whether a queue drains."""
+
+    at: float
+    depth: int
+    processed: int | None
+    active: int | None
+
+
+class UnitMemory(Frozen):
+    """Memory of one unit: from its cgroup, or summed over its process tree with psutil."""
+
+    unit: str
+    bytes: int
+    source: str
+
+
+class WorkerLog(Frozen):
+    """What the worker's log said within the failure window."""
+
+    failures: dict[str, int] = {}
+    retry_loops: dict[str, int] = {}
+    lost: int = 0
+
+
+class BeatLog(Frozen):
+    """What beat's log said: last dispatch, shortest period seen, schedule-file trouble."""
+
+    last_dispatch: float | None = None
+    shortest_period: float | None = None
+    schedule_error: str | None = None
+    schedule_error_at: float | None = None
+
+
+class Limits(Frozen):
+    """The thresholds detectors judge by, carried in the snapshot so detectors stay pure."""
+
+    queue_backlog: int = 100
+    memory_bytes: int = 1024 * 2**20
+    task_failures: int = 3
+    retry_loop: int = 3
+    not_consuming_after: float = 60
+    startup_grace: float = 30
+    beat_max_silence: float | None = None
 
 
 class Snapshot(Frozen):
@@ -89,6 +158,14 @@ class Snapshot(Frozen):
     beat: UnitState | None = None
     broker_unit: UnitState | None = None
     broker: BrokerState | None = None
+    celery: CeleryState | None = None
+    samples: tuple[Sample, ...] = ()
+    memory: tuple[UnitMemory, ...] = ()
+    worker_log: WorkerLog | None = None
+    beat_log: BeatLog | None = None
+    database: Endpoint | None = None
+    limits: Limits = Field(default_factory=Limits)
+    probe_errors: dict[str, str] = {}
 
 
 class Finding(Frozen):
@@ -138,9 +215,18 @@ class PassReport(Frozen):
     findings: tuple[Finding, ...]
     actions: tuple[ActionReport, ...]
     remaining: tuple[Finding, ...]
+    probe_errors: dict[str, str] = {}
     dry_run: bool = False
 
     @property
     def healthy(self) -> bool:
-        """Nothing is wrong at the end of the pass."""
-        return not self.remaining
+        """Nothing is wrong at the end of the pass, and every probe could look."""
+        return not self.remaining and not self.probe_errors
+
+
+class Diagnosis(Frozen):
+    """What diagnose saw: findings, each with the remedy policy would choose, and blind spots."""
+
+    findings: tuple[Finding, ...]
+    remedies: dict[str, str]
+    probe_errors: dict[str, str] = {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.detectors import detect
-from healer.errors import ActionError, ProbeError, SystemdError
+from healer.errors import ActionError, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
-from healer.model import ActionReport, Finding, PassReport
+from healer.model import ActionReport, Diagnosis, Finding, PassReport
 from healer.state import Incident, State
 
 if TYPE_CHECKING:
@@ -50,17 +50,38 @@ class Pipeline:
         """One pass under the state lock. A dry run decides everything and changes nothing."""
         with self._store.locked():
             state = self._store.load()
-            findings = detect(self._prober.snapshot())
+            snapshot = self._prober.snapshot(state)
+            findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
             actions = [a for f in findings for a in self._remediate(state, f, dry_run)]
             acted = any(a.outcome not in _NOT_ACTED for a in actions)
-            remaining = detect(self._prober.snapshot()) if acted else findings
+            remaining = detect(self._prober.snapshot(state)) if acted else findings
             if not dry_run:
                 self._close_incidents(state, remaining)
                 self._store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
-                          remaining=tuple(remaining), dry_run=dry_run)
+                          remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
+                          dry_run=dry_run)
+
+    def diagnose(self) -> Diagnosis:
+        """Probe and detect, act on nothing; the probes' history is kept for the next pass."""
+        with self._store.locked():
+            state = self._store.load()
+            snapshot = self._prober.snapshot(state)
+            self._store.save(state)
+        findings = detect(snapshot)
+        return Diagnosis(findings=tuple(findings), probe_errors=snapshot.probe_errors,
+                         remedies={f.key: self._remedy(f) for f in findings})
+
+    def _remedy(self, finding: Finding) -> str:
+        if finding.hold:
+            return f"none: {finding.hold}"
+        rule = self._policy.rule_for(finding)
+        if rule is None:
+            return "none: no policy rule"
+        steps = " then ".join(f"{s.action} {s.unit or finding.unit}" for s in rule.ladder)
+        return f"{steps} (rule {rule.name})"
 
     def _open_incident(self, state: State, finding: Finding, dry_run: bool) -> None:
         """A new problem gets an incident id; a dry run keeps it in memory, unrecorded."""
@@ -81,7 +102,8 @@ class Pipeline:
             incident = state.incidents.pop(key)
             scenario, unit = key.split(":", 1)
             self._audit.record(
-                "incident_resolved", incident.id, scenario=scenario, unit=unit,
+                "incident_resolved", incident.id, scenario=scenario,
+                unit=None if unit == "-" else unit,
                 duration_s=round(self._clock.time() - incident.opened, 3),
             )
 
@@ -141,7 +163,8 @@ class Pipeline:
             outcome, detail = done.outcome, done.detail
             extra: dict[str, object] = {"evidence": done.evidence}
         except (ActionError, ProbeError) as exc:
-            error = exc.dbus_name if isinstance(exc, SystemdError) else type(exc).__name__
+            error = (exc.dbus_name if isinstance(exc, SystemdError)
+                     else exc.result if isinstance(exc, JobFailed) else type(exc).__name__)
             outcome, detail, extra = "failed", str(exc), {"error": error}
         self._audit.record("action_finished", incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, ValidationError
 
 from healer.errors import StateError
+from healer.model import BeatLog, Sample
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,12 +30,25 @@ class Incident(BaseModel):
     last_decision: str | None = None
 
 
+class LogCursor(BaseModel):
+    """How far a log file has been read; a new inode or a shorter file means it was rotated."""
+
+    inode: int
+    offset: int
+
+
 class State(BaseModel):
     """Everything healer remembers between passes."""
 
     version: int = 1
     actions: dict[str, list[float]] = Field(default_factory=dict)
     incidents: dict[str, Incident] = Field(default_factory=dict)
+    logs: dict[str, LogCursor] = Field(default_factory=dict)
+    failures: list[tuple[float, str]] = Field(default_factory=list)
+    lost: list[float] = Field(default_factory=list)
+    retries: dict[str, tuple[str, int]] = Field(default_factory=dict)
+    beat: BeatLog = BeatLog()
+    samples: list[Sample] = Field(default_factory=list)
 
 
 class StateStore:

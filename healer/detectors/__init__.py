@@ -4,14 +4,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.detectors import worker_down
+from healer.detectors import (
+    beat_down,
+    beat_stalled,
+    broker_unreachable,
+    database_unreachable,
+    memory_pressure,
+    queue_backlog,
+    task_failures,
+    worker_down,
+    worker_not_consuming,
+    worker_unresponsive,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from healer.model import Finding, Snapshot
 
-DETECTORS: tuple[Callable[[Snapshot], list[Finding]], ...] = (worker_down.detect,)
+DETECTORS: tuple[Callable[[Snapshot], list[Finding]], ...] = (
+    broker_unreachable.detect,
+    worker_down.detect,
+    worker_unresponsive.detect,
+    worker_not_consuming.detect,
+    memory_pressure.detect,
+    task_failures.detect,
+    queue_backlog.detect,
+    beat_down.detect,
+    beat_stalled.detect,
+    database_unreachable.detect,
+)
 
 
 def detect(snapshot: Snapshot) -> list[Finding]:

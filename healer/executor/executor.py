@@ -35,7 +35,9 @@ class Executor:
         """Run one step on one unit; raises ActionError when it cannot be carried out."""
         if unit not in self._allowed:
             raise NotAllowed(f"{unit} is not in [units]; refusing to {step.action}")
-        if self._systemd.unit_state(unit).active_state == "failed":
+        if self._systemd.unit_state(unit).result == "start-limit-hit":
+            # Only then does systemd refuse a restart; resetting otherwise would erase the
+            # failure (Result) that tells a crash from an operator's stop if the restart fails.
             self._systemd.reset_failed(unit)
         result = self._systemd.job("restart", unit, self._job_timeout)
         if result not in SUCCESSFUL_JOB_RESULTS:

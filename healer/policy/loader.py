@@ -32,6 +32,22 @@ def _node_at(node: yaml.Node, loc: tuple[int | str, ...]) -> yaml.Node:
     return node
 
 
+def _duplicate_key(node: yaml.Node) -> yaml.Node | None:
+    """The first mapping key that appears twice (PyYAML would silently keep the last)."""
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        keys: list[yaml.Node] = [key for key, _ in node.value]
+        names = [key.value for key in keys]
+        duplicate: yaml.Node | None = next(
+            (k for i, k in enumerate(keys) if k.value in names[:i]), None)
+        if duplicate is not None:
+            return duplicate
+        children = [value for _, value in node.value]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    return next((d for child in children if (d := _duplicate_key(child)) is not None), None)
+
+
 def _describe(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
@@ -53,6 +69,8 @@ def load_file(path: Path) -> list[Rule]:
         raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}") from exc
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read policy: {exc}") from exc
+    if root is not None and (dup := _duplicate_key(root)) is not None:
+        raise ConfigError(f"{path}:{dup.start_mark.line + 1}: {dup.value}: duplicate key")
     try:
         return PolicyFile.model_validate(data or {}).rules
     except ValidationError as exc:

@@ -14,12 +14,21 @@ if TYPE_CHECKING:
     from healer.clock import Clock
 
 
-class BrokerProbe(Protocol):
-    """Checks the broker once."""
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)
 
-    def check(self) -> BrokerState:
-        """Reachable or not, and why not."""
+
+class BrokerProbe(Protocol):
+    """Checks the broker once and counts the queues."""
+
+    def check(self, queues: list[str]) -> BrokerState:
+        """Reachable or not (and why not), and each queue's depth."""
         ...
+
+
+def queue_keys(queue: str) -> list[str]:
+    """Every Redis list kombu keeps a queue in: the plain key and one per priority step."""
+    return [queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
 
 
 def redact(url: str) -> str:
@@ -40,15 +49,20 @@ class RedisProbe:
         self._timeout = timeout
         self._clock = clock
 
-    def check(self) -> BrokerState:
-        """One PING; refused, timeout, auth or error on failure."""
+    def check(self, queues: list[str]) -> BrokerState:
+        """PING and every LLEN in one round trip; refused, timeout, auth or error on failure."""
         client = redis.Redis.from_url(
             self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
             retry_on_timeout=False,
         )
         start = self._clock.monotonic()
         try:
-            client.ping()
+            pipe = client.pipeline(transaction=False)
+            pipe.ping()
+            for queue in queues:
+                for name in queue_keys(queue):
+                    pipe.llen(name)
+            replies = pipe.execute()[1:]
         except redis.AuthenticationError as exc:
             return self._down("auth", exc)
         except redis.TimeoutError as exc:
@@ -61,7 +75,10 @@ class RedisProbe:
         finally:
             client.close()
         latency = (self._clock.monotonic() - start) * 1000
-        return BrokerState(url=redact(self._url), reachable=True, latency_ms=round(latency, 2))
+        steps = len(PRIORITY_STEPS) + 1
+        depths = {q: sum(replies[i * steps:(i + 1) * steps]) for i, q in enumerate(queues)}
+        return BrokerState(url=redact(self._url), reachable=True, latency_ms=round(latency, 2),
+                           queues=depths)
 
     def _down(self, kind: str, exc: Exception) -> BrokerState:
         return BrokerState(url=redact(self._url), reachable=False, error_kind=kind, error=str(exc))

@@ -1,37 +1,104 @@
-"""Run every probe once and freeze the result in a Snapshot."""
+"""Run every probe once and freeze the result in a Snapshot.
+
+systemd is the one probe healer cannot do without (ProbeError, exit 3). Any other probe that
+fails is named in ``probe_errors`` and its part of the snapshot left empty: unknown, never
+healthy.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
-from healer.model import Snapshot
+from healer.model import Limits, Sample, Snapshot
+from healer.probes import logs
+from healer.probes.celery import expected_nodes
+from healer.probes.database import check_tcp
+from healer.probes.memory import unit_memory
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from healer.clock import Clock
-    from healer.config import UnitsConfig
+    from healer.config import Config
     from healer.probes.broker import BrokerProbe
+    from healer.probes.celery import CeleryProbe
+    from healer.state import State
     from healer.systemd import Systemd
+
+T = TypeVar("T")
+MAX_SAMPLES = 20
+
+
+def limits(config: Config) -> Limits:
+    """The thresholds of the config, in the form detectors read them."""
+    t = config.thresholds
+    return Limits(
+        queue_backlog=t.queue_backlog, memory_bytes=int(t.memory_mb * 2**20),
+        task_failures=t.task_failures, retry_loop=t.retry_loop,
+        not_consuming_after=t.not_consuming_after, startup_grace=t.startup_grace,
+        beat_max_silence=config.beat.max_silence,
+    )
 
 
 class Prober:
-    """Reads the configured units from systemd and asks the broker."""
+    """Reads systemd, the broker, the workers, the logs, memory and the database."""
 
     def __init__(
-        self, systemd: Systemd, units: UnitsConfig, broker: BrokerProbe | None, clock: Clock
+        self,
+        systemd: Systemd,
+        broker: BrokerProbe | None,
+        celery: CeleryProbe | None,
+        config: Config,
+        clock: Clock,
     ) -> None:
         self._systemd = systemd
-        self._units = units
         self._broker = broker
+        self._celery = celery
+        self._config = config
         self._clock = clock
 
-    def snapshot(self) -> Snapshot:
-        """One pass of probes; raises ProbeError when systemd cannot be read."""
+    def snapshot(self, state: State) -> Snapshot:
+        """One pass of probes; history (log offsets, backlog samples) is kept in ``state``."""
+        config, now, errors = self._config, self._clock.time(), {}
         read = self._systemd.unit_state
-        units = self._units
+        units = config.units
+        workers = tuple(read(name) for name in units.workers)
+        beat = read(units.beat) if units.beat else None
+
+        def guarded(name: str, probe: Callable[[], T]) -> T | None:
+            try:
+                return probe()
+            except Exception as exc:  # a probe's failure is reported as unknown
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                return None
+
+        broker = guarded("broker", partial(self._broker.check, config.celery.queues)) \
+            if self._broker else None
+        depth = sum(broker.queues.values()) if broker else 0
+        celery = None
+        if self._celery is not None and broker is not None and broker.reachable:
+            celery_probe = self._celery
+            nodes = expected_nodes(workers, config.celery.nodes)
+            celery = guarded("celery", lambda: celery_probe.ask(nodes, backlog=depth > 0))
+        if celery is not None and broker is not None and depth and celery.replied:
+            state.samples = [*state.samples, Sample(at=now, depth=depth, processed=celery.processed,
+                                                    active=celery.active)][-MAX_SAMPLES:]
+        elif broker is not None and not depth:
+            state.samples = []
+        t, db = config.thresholds, config.database
+        worker_log = guarded("worker_log", partial(
+            logs.worker_log, config.celery.worker_log, state, now, t.task_window, t.retry_loop,
+        )) if config.celery.worker_log else None
+        beat_log = guarded("beat_log", partial(logs.beat_log, config.beat.log, state, now)) \
+            if config.beat.log else None
+        database = guarded("database", partial(check_tcp, db.host, db.port, db.timeout)) \
+            if db.host and db.port else None
+        memory = tuple(m for u in workers if (m := guarded("memory", partial(unit_memory, u))))
         return Snapshot(
-            taken_at=self._clock.time(),
-            workers=tuple(read(name) for name in units.workers),
-            beat=read(units.beat) if units.beat else None,
+            taken_at=now, workers=workers, beat=beat,
             broker_unit=read(units.broker) if units.broker else None,
-            broker=self._broker.check() if self._broker else None,
+            broker=broker, celery=celery, samples=tuple(state.samples), memory=memory,
+            worker_log=worker_log, beat_log=beat_log, database=database,
+            limits=limits(config), probe_errors=errors,
         )

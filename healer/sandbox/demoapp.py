@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from celery import Celery
 
@@ -25,6 +26,28 @@ def tick() -> str:
 def add(x: int, y: int) -> int:
     """A task that succeeds."""
     return x + y
+
+
+@app.task(name="demoapp.fail")
+def fail() -> None:
+    """A task that always raises."""
+    raise RuntimeError("injected failure")
+
+
+@app.task(name="demoapp.flaky", bind=True, max_retries=50)
+def flaky(self: Any) -> None:  # noqa: ANN401
+    """A task stuck in a retry loop: the same id comes back again and again."""
+    raise self.retry(countdown=0.2)
+
+
+@app.task(name="demoapp.hog")
+def hog(mib: int, seconds: float) -> int:
+    """Hold ``mib`` MiB of memory (touched, so it is resident) for a while."""
+    block = bytearray(mib * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block)
 
 
 @app.task(name="demoapp.sleep")

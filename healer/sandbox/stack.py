@@ -115,9 +115,10 @@ class CeleryStack:
         path = path or self.root / "healer.toml"
         defaults = {
             "systemd": f'bus = "{self.manager.bus_address}"',
-            "celery": f'broker_url = "{self.broker_url}"\nqueues = ["celery"]',
+            "celery": f'broker_url = "{self.broker_url}"\nqueues = ["celery"]\n'
+                      f'worker_log = "{self.logs / "celery.log"}"',
             "units": f'workers = ["{WORKER}"]\nbeat = "{BEAT}"\nbroker = "{BROKER}"',
-            "beat": f'schedule_file = "{self.schedule}"',
+            "beat": f'schedule_file = "{self.schedule}"\nlog = "{self.logs / "celerybeat.log"}"',
             "paths": f'state_dir = "{self.root / "state"}"\naudit_log = "{self.audit_log}"',
         }
         defaults.update(sections)

@@ -25,6 +25,7 @@ SERVICE = "org.freedesktop.systemd1.Service"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
+UNKNOWN = 2**64 - 1
 
 
 def bus_address(spec: str) -> str:
@@ -37,6 +38,11 @@ def bus_address(spec: str) -> str:
         runtime = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
         return f"unix:path={runtime}/bus"
     return spec
+
+
+def _known(value: object) -> int | None:
+    """A counter systemd reports, or None when it reads 2^64-1 (unknown)."""
+    return None if value is None or int(str(value)) >= UNKNOWN else int(str(value))
 
 
 def _error(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError:
@@ -99,6 +105,9 @@ class DBusSystemd:
             exec_main_status=int(service.get("ExecMainStatus", 0)),
             active_enter_us=int(unit["ActiveEnterTimestamp"]),
             inactive_enter_us=int(unit["InactiveEnterTimestamp"]),
+            argv=tuple(str(a) for a in service["ExecStart"][0][1]) if service.get("ExecStart")
+            else (),
+            memory_bytes=_known(service.get("MemoryCurrent")),
         )
 
     def job(self, verb: JobVerb, name: str, timeout: float) -> str:

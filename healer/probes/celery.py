@@ -1,0 +1,79 @@
+"""Ask the workers, in process, through the broker: ping, and while there is a backlog, stats.
+
+A bare ``Celery(broker=...)`` is enough for the control API: healer never imports the
+application's code. ``ping(destination=...)`` returns as soon as every named node answered.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+from healer.model import CeleryState
+
+if TYPE_CHECKING:
+    from healer.model import UnitState
+
+_HOSTNAME_FLAGS = ("-n", "--hostname")
+
+
+def node_name(argv: tuple[str, ...], host: str | None = None) -> str | None:
+    """The node name a ``celery worker`` command line gives itself (None if not a worker)."""
+    if "worker" not in argv:
+        return None
+    host = host or socket.gethostname()
+    name = f"celery@{host}"
+    for i, arg in enumerate(argv):
+        if arg in _HOSTNAME_FLAGS and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--hostname="):
+            name = arg.split("=", 1)[1]
+        elif arg.startswith("-n") and len(arg) > 2:
+            name = arg[2:]
+    short, _, domain = host.partition(".")
+    return name.replace("%h", host).replace("%n", short).replace("%d", domain)
+
+
+def expected_nodes(workers: tuple[UnitState, ...], configured: list[str] | None) -> dict[str, str]:
+    """Unit -> node: the configured names in unit order, else derived from each ExecStart."""
+    if configured is not None:
+        return dict(zip((u.name for u in workers), configured, strict=False))
+    return {u.name: n for u in workers if (n := node_name(u.argv)) is not None}
+
+
+class CeleryProbe:
+    """The control API over a bare app; the app is made on first use."""
+
+    def __init__(self, broker_url: str, timeout: float) -> None:
+        self._url = broker_url
+        self._timeout = timeout
+        self._app: Any = None
+
+    def _control(self) -> Any:  # noqa: ANN401 - Celery is untyped
+        if self._app is None:
+            from celery import Celery  # noqa: PLC0415 - loaded only when a ping is due
+
+            self._app = Celery(broker=self._url, set_as_current=False)
+            self._app.conf.broker_connection_retry = False
+            self._app.conf.broker_connection_timeout = self._timeout
+        return self._app.control
+
+    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
+        """Ping the expected nodes; with a backlog also read processed and active counts."""
+        targets = sorted(set(nodes.values()))
+        if not targets:
+            return CeleryState(nodes=nodes, replied=())
+        control = self._control()
+        replies = control.ping(destination=targets, timeout=self._timeout) or []
+        replied = tuple(sorted(n for reply in replies for n in reply))
+        if not backlog or not replied:
+            return CeleryState(nodes=nodes, replied=replied)
+        inspect = control.inspect(destination=list(replied), timeout=self._timeout,
+                                  limit=len(replied))
+        stats = inspect.stats() or {}
+        active = inspect.active() or {}
+        return CeleryState(
+            nodes=nodes, replied=replied,
+            processed=sum(sum(s.get("total", {}).values()) for s in stats.values()),
+            active=sum(len(tasks) for tasks in active.values()),
+        )

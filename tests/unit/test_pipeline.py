@@ -1,0 +1,356 @@
+"""Whole passes over FakeSystemd and ManualClock, with a real audit log and state store."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from healer.audit.log import AuditLog
+from healer.clock import ManualClock
+from healer.config import Config, UnitsConfig
+from healer.errors import SystemdError
+from healer.executor.executor import Executor
+from healer.guard.guard import Guard
+from healer.model import PassReport, Scenario, UnitState
+from healer.pipeline import Pipeline
+from healer.policy.engine import PolicyEngine
+from healer.policy.loader import load_policies
+from healer.policy.models import Limit, Match, Rule, Step
+from healer.probes.snapshot import Prober
+from healer.state import StateStore
+from healer.systemd.fake import FakeSystemd, unit
+
+SHIPPED = Path(__file__).resolve().parents[2] / "policies"
+W1 = "celery-w1.service"
+W2 = "celery-w2.service"
+BROKER = "redis.service"
+ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+ACTION_FIELDS = {"scenario", "unit", "action", "outcome", "dry_run"}
+
+
+@dataclass
+class Harness:
+    """A fake world (systemd, clock, files under root) and a way to build pipelines over it."""
+
+    fake: FakeSystemd
+    root: Path
+    rules: list[Rule] | None = None
+    clock: ManualClock = field(default_factory=ManualClock)
+    units: UnitsConfig = field(
+        default_factory=lambda: UnitsConfig(workers=[W1, W2], broker=BROKER)
+    )
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def audit_path(self) -> Path:
+        """Where the audit log is written."""
+        return self.root / "log" / "audit.jsonl"
+
+    @property
+    def store(self) -> StateStore:
+        """The state store under root."""
+        return StateStore(self.root / "state")
+
+    def new_id(self) -> str:
+        """Incident ids from a counter: inc-1, inc-2, ..."""
+        return f"inc-{next(self.ids)}"
+
+    def pipeline(self) -> Pipeline:
+        """A fresh Pipeline wired the way the CLI wires it, over the fakes."""
+        allowed = frozenset(self.units.all())
+        rules = self.rules if self.rules is not None else load_policies(SHIPPED)
+        return Pipeline(
+            prober=Prober(self.fake, None, None, Config(units=self.units), self.clock),
+            policy=PolicyEngine(rules),
+            guard=Guard(allowed),
+            executor=Executor(self.fake, allowed, self.clock),
+            audit=AuditLog(self.audit_path, self.clock),
+            store=self.store,
+            clock=self.clock,
+            new_id=self.new_id,
+        )
+
+    def run(self, dry_run: bool = False) -> PassReport:
+        """One pass with a new Pipeline."""
+        return self.pipeline().run_once(dry_run=dry_run)
+
+    def audit(self) -> list[dict[str, Any]]:
+        """Every audit record written so far."""
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+
+    def events(self) -> list[str]:
+        """The event names of the audit records, in order."""
+        return [r["event"] for r in self.audit()]
+
+    def restarts(self) -> int:
+        """How many restart jobs were queued on the fake."""
+        return sum(1 for verb, _ in self.fake.calls if verb == "restart")
+
+
+def svc(name: str, active: str = "active", result: str = "success", **kw: int) -> UnitState:
+    """A unit as FakeSystemd's ``unit`` makes it, with its cgroup memory known.
+
+    Known memory keeps the memory probe from looking up the fake's made-up PIDs on this host.
+    """
+    return unit(name, active, result, **{"memory_bytes": 64 * 2**20, **kw})
+
+
+def healthy_world() -> FakeSystemd:
+    """Both workers and the broker running."""
+    return FakeSystemd(svc(W1), svc(W2), svc(BROKER))
+
+
+def crashed(state: UnitState) -> UnitState:
+    """What a worker whose process exits at once looks like after its restart."""
+    return state.model_copy(update={"active_state": "failed", "sub_state": "failed",
+                                    "result": "exit-code", "exec_main_status": 1,
+                                    "main_pid": 0})
+
+
+def restart_rule(limit: Limit | None = None, unit_name: str | None = None) -> Rule:
+    """A worker_down rule with one restart step."""
+    step = Step(action="restart_unit", unit=unit_name, verify=5, limit=limit or Limit())
+    return Rule(name="test-restart", match=Match(scenario=Scenario.WORKER_DOWN), ladder=[step])
+
+
+def test_healthy_world_does_nothing(tmp_path: Path) -> None:
+    """With every unit running, the pass is healthy, calls nothing and audits nothing."""
+    harness = Harness(healthy_world(), tmp_path)
+    report = harness.run()
+    assert report.healthy
+    assert report.findings == ()
+    assert harness.fake.calls == []
+    assert harness.audit() == []
+
+
+def test_failed_worker_is_restarted_and_audited(tmp_path: Path) -> None:
+    """A failed worker is restarted (no reset needed) and verified; the audit tells it in order."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal", exec_main_status=9)
+    harness = Harness(fake, tmp_path)
+
+    report = harness.run()
+
+    assert fake.calls == [("restart", W1)]
+    assert report.healthy
+    assert [(a.unit, a.action, a.outcome) for a in report.actions] == [
+        (W1, "restart_unit", "healed")
+    ]
+    records = harness.audit()
+    assert [r["event"] for r in records] == [
+        "incident_opened", "action_started", "action_finished", "incident_resolved"
+    ]
+    for record in records:
+        assert {"ts", "event", "incident"} <= record.keys()
+        assert record["incident"] == "inc-1"
+        assert record["ts"].endswith("Z")
+    opened, started, finished, resolved = records
+    assert opened["scenario"] == "worker_down"
+    assert opened["unit"] == W1
+    assert opened["severity"] == "high"
+    for action in (started, finished):
+        assert action.keys() >= ACTION_FIELDS
+        assert (action["scenario"], action["unit"], action["action"], action["dry_run"]) == (
+            "worker_down", W1, "restart_unit", False)
+    assert started["outcome"] == "started"
+    assert finished["outcome"] == "healed"
+    assert resolved["unit"] == W1
+    state = harness.store.load()
+    assert state.incidents == {}
+    assert len(state.actions[f"restart_unit:{W1}"]) == 1
+
+
+def test_intent_is_durable_before_the_job_runs(tmp_path: Path) -> None:
+    """action_started and the rate-limit attempt are on disk before the restart job is queued."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    harness = Harness(fake, tmp_path)
+    seen: list[tuple[list[str], int]] = []
+
+    def look(state: UnitState) -> UnitState:
+        attempts = harness.store.load().actions.get(f"restart_unit:{W1}", [])
+        seen.append((harness.events(), len(attempts)))
+        return state
+
+    fake.outcomes[W1] = look
+    harness.run()
+    assert seen == [(["incident_opened", "action_started"], 1)]
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    """A dry run calls nothing, is not healthy, writes a dry_run decision and no state file."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    harness = Harness(fake, tmp_path)
+
+    report = harness.run(dry_run=True)
+
+    assert fake.calls == []
+    assert not report.healthy
+    assert report.dry_run
+    assert [(a.outcome, a.dry_run) for a in report.actions] == [("dry_run", True)]
+    decisions = [r for r in harness.audit() if r["event"] == "decision"]
+    assert len(decisions) == 1
+    assert decisions[0].keys() >= ACTION_FIELDS
+    assert decisions[0]["dry_run"] is True
+    assert decisions[0]["outcome"] == "dry_run"
+    assert decisions[0]["unit"] == W1
+    assert decisions[0]["action"] == "restart_unit"
+    assert not harness.store.path.exists()
+    assert fake.units[W1].active_state == "failed"
+
+
+def test_operator_stop_is_held_and_decided_once(tmp_path: Path) -> None:
+    """A cleanly stopped worker is held, untouched; a second identical pass adds no record."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "inactive", "success")
+    harness = Harness(fake, tmp_path)
+
+    first = harness.run()
+    harness.clock.advance(30)
+    second = harness.run()
+
+    assert fake.calls == []
+    for report in (first, second):
+        assert not report.healthy
+        assert [a.outcome for a in report.actions] == ["held"]
+    assert harness.events() == ["incident_opened", "decision"]
+    decision = harness.audit()[1]
+    assert decision["outcome"] == "held"
+    assert decision["dry_run"] is False
+    assert decision.keys() >= ACTION_FIELDS
+
+
+def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
+    """With max=2 per window, a third crash in the window is not restarted but rate_limited."""
+    fake = healthy_world()
+    harness = Harness(fake, tmp_path, rules=[restart_rule(Limit(max=2, within=600))])
+    reports = []
+    for _ in range(3):
+        fake.units[W1] = svc(W1, "failed", "signal")
+        reports.append(harness.run())
+        harness.clock.advance(60)
+
+    assert harness.restarts() == 2
+    assert [r.healthy for r in reports] == [True, True, False]
+    assert [a.outcome for a in reports[2].actions] == ["rate_limited"]
+    assert "limit of 2" in reports[2].actions[0].detail
+    last = harness.audit()[-1]
+    assert (last["event"], last["outcome"], last["unit"]) == ("decision", "rate_limited", W1)
+
+
+def test_step_on_unit_outside_allowlist_is_refused(tmp_path: Path) -> None:
+    """A policy step naming a unit outside [units] is refused and nothing is called."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    harness = Harness(fake, tmp_path, rules=[restart_rule(unit_name="postgresql.service")])
+
+    report = harness.run()
+
+    assert fake.calls == []
+    assert not report.healthy
+    assert [(a.unit, a.outcome) for a in report.actions] == [("postgresql.service", "refused")]
+    decision = harness.audit()[-1]
+    assert (decision["event"], decision["outcome"]) == ("decision", "refused")
+
+
+def test_finding_without_policy_is_decided_no_policy(tmp_path: Path) -> None:
+    """With no rule for the finding nothing is called and the decision is no_policy."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    harness = Harness(fake, tmp_path, rules=[])
+
+    report = harness.run()
+
+    assert fake.calls == []
+    assert not report.healthy
+    assert [a.outcome for a in report.actions] == ["no_policy"]
+
+
+def test_failed_job_is_failed(tmp_path: Path) -> None:
+    """A restart job ending "failed" is outcome failed, the job result as error; unhealthy."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.job_results[W1] = "failed"
+    # FakeSystemd applies a job's state change whatever job_results says; a real failed restart
+    # leaves the unit failed, so say so.
+    fake.outcomes[W1] = crashed
+    harness = Harness(fake, tmp_path)
+
+    report = harness.run()
+
+    assert harness.restarts() == 1
+    assert not report.healthy
+    assert [a.outcome for a in report.actions] == ["failed"]
+    finished = harness.audit()[-1]
+    assert (finished["event"], finished["outcome"], finished["error"]) == (
+        "action_finished", "failed", "failed")
+    assert "failed" in finished["detail"]
+
+
+def test_crash_after_restart_is_not_healed(tmp_path: Path) -> None:
+    """A unit that fails again right after its restart is not_healed and the incident stays open."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.outcomes[W1] = crashed
+    harness = Harness(fake, tmp_path)
+
+    report = harness.run()
+
+    assert not report.healthy
+    assert [a.outcome for a in report.actions] == ["not_healed"]
+    assert [f.unit for f in report.remaining] == [W1]
+    finished = harness.audit()[-1]
+    assert (finished["event"], finished["outcome"]) == ("action_finished", "not_healed")
+    assert finished["evidence"]["active_state"] == "failed"
+    assert f"worker_down:{W1}" in harness.store.load().incidents
+
+
+def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
+    """A restart denied by D-Bus is outcome failed with error set to the D-Bus error name."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.errors[("restart", W1)] = SystemdError(
+        f"restart {W1}: {ACCESS_DENIED}: denied", dbus_name=ACCESS_DENIED)
+    harness = Harness(fake, tmp_path)
+
+    report = harness.run()
+
+    assert not report.healthy
+    assert [a.outcome for a in report.actions] == ["failed"]
+    events = harness.events()
+    assert events[:3] == ["incident_opened", "action_started", "action_finished"]
+    finished = harness.audit()[2]
+    assert finished["outcome"] == "failed"
+    assert finished["error"] == ACCESS_DENIED
+    assert finished["dry_run"] is False
+
+
+def test_start_limit_hit_is_reset_before_restart(tmp_path: Path) -> None:
+    """A unit that hit its start limit is reset-failed first, since systemd refuses it otherwise."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "start-limit-hit")
+
+    Harness(fake, tmp_path).run()
+
+    assert fake.calls == [("reset-failed", W1), ("restart", W1)]
+
+
+def test_denied_restart_leaves_a_failure_not_an_operator_stop(tmp_path: Path) -> None:
+    """After a denied restart the worker is still failed, so the next pass tries again."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.errors[("restart", W1)] = SystemdError("denied", dbus_name=ACCESS_DENIED)
+    harness = Harness(fake, tmp_path)
+    harness.run()
+    del fake.errors[("restart", W1)]
+
+    report = harness.run()
+
+    assert report.healthy
+    assert fake.calls == [("restart", W1), ("restart", W1)]
