@@ -31,7 +31,9 @@ def detect(snapshot: Snapshot) -> list[Finding]:
         and celery.nodes[u.name] not in celery.replied
         and up_for(u, snapshot) >= snapshot.limits.startup_grace
     ]
-    severity = Severity.CRITICAL if len(silent) == len(snapshot.workers) else Severity.HIGH
+    down = [u for u in snapshot.workers if not u.is_active]
+    none_working = len(silent) + len(down) == len(snapshot.workers)
+    severity = Severity.CRITICAL if none_working else Severity.HIGH
     return [
         Finding(
             scenario=Scenario.WORKER_UNRESPONSIVE, severity=severity, unit=u.name,

@@ -1,0 +1,492 @@
+"""The detectors on snapshots built directly, plus the pure helpers the probes rest on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from healer.detectors import (
+    beat_down,
+    beat_stalled,
+    broker_unreachable,
+    database_unreachable,
+    memory_pressure,
+    queue_backlog,
+    task_failures,
+    worker_not_consuming,
+    worker_unresponsive,
+)
+from healer.model import (
+    BeatLog,
+    BrokerState,
+    CeleryState,
+    Endpoint,
+    Limits,
+    Sample,
+    Scenario,
+    Severity,
+    Snapshot,
+    UnitMemory,
+    UnitState,
+    WorkerLog,
+)
+from healer.probes import logs
+from healer.probes.broker import queue_keys, redact
+from healer.probes.celery import node_name
+from healer.state import State
+from healer.systemd.dbus_backend import _known
+from healer.systemd.fake import unit
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+NOW = 1_700_000_000.0
+W1 = "celery-w1.service"
+W2 = "celery-w2.service"
+BEAT = "celery-beat.service"
+REDIS = "redis.service"
+N1 = "w1@host"
+N2 = "w2@host"
+MIB = 2**20
+
+
+def since(seconds: float) -> int:
+    """ActiveEnterTimestamp (microseconds) for a unit active ``seconds`` before NOW."""
+    return int((NOW - seconds) * 1_000_000)
+
+
+def worker(name: str, active: str = "active", result: str = "success", up: float = 600,
+           **kw: Any) -> UnitState:  # noqa: ANN401
+    """A worker unit active for ``up`` seconds."""
+    return unit(name, active, result, active_enter_us=since(up), main_pid=4242, **kw)
+
+
+def snap(**kw: Any) -> Snapshot:  # noqa: ANN401
+    """A snapshot at NOW with one healthy worker unless told otherwise."""
+    kw.setdefault("workers", (worker(W1),))
+    return Snapshot(taken_at=NOW, **kw)
+
+
+def celery(replied: tuple[str, ...] | None, **nodes: str) -> CeleryState:
+    """CeleryState for W1->N1 and W2->N2 (or the given mapping) with these replies."""
+    mapping = nodes or {W1: N1, W2: N2}
+    return CeleryState(nodes=mapping, replied=replied)
+
+
+# worker_unresponsive
+
+
+def test_unresponsive_silent_active_worker() -> None:
+    """An active worker past its grace whose node did not reply yields a finding on it."""
+    findings = worker_unresponsive.detect(
+        snap(workers=(worker(W1), worker(W2)), celery=celery((N2,))))
+    assert [(f.scenario, f.unit) for f in findings] == [(Scenario.WORKER_UNRESPONSIVE, W1)]
+    assert findings[0].evidence["node"] == N1
+    assert findings[0].evidence["replied"] == N2
+
+
+def test_unresponsive_replied_is_none() -> None:
+    """A worker whose node replied is not unresponsive."""
+    assert worker_unresponsive.detect(
+        snap(workers=(worker(W1), worker(W2)), celery=celery((N1, N2)))) == []
+
+
+@pytest.mark.parametrize("state", [None, CeleryState(nodes={W1: N1}, replied=None)])
+def test_unresponsive_not_judged_without_asking(state: CeleryState | None) -> None:
+    """No celery state, or replied None (broker down): "no reply" is not "down"."""
+    assert worker_unresponsive.detect(snap(celery=state)) == []
+
+
+def test_unresponsive_within_startup_grace() -> None:
+    """A worker active for less than startup_grace is still booting: no finding."""
+    s = snap(workers=(worker(W1, up=10),), celery=celery((), **{W1: N1}),
+             limits=Limits(startup_grace=30))
+    assert worker_unresponsive.detect(s) == []
+
+
+def test_unresponsive_all_silent_is_critical() -> None:
+    """When every worker is silent each finding is critical."""
+    findings = worker_unresponsive.detect(
+        snap(workers=(worker(W1), worker(W2)), celery=celery(())))
+    assert [f.unit for f in findings] == [W1, W2]
+    assert {f.severity for f in findings} == {Severity.CRITICAL}
+
+
+def test_unresponsive_some_silent_is_high() -> None:
+    """When some workers answer, the silent one's finding is high."""
+    findings = worker_unresponsive.detect(
+        snap(workers=(worker(W1), worker(W2)), celery=celery((N1,))))
+    assert [(f.unit, f.severity) for f in findings] == [(W2, Severity.HIGH)]
+
+
+def test_unresponsive_with_the_rest_down_is_critical() -> None:
+    """One worker failed and the other silent: no worker is working, so critical."""
+    findings = worker_unresponsive.detect(
+        snap(workers=(worker(W1), worker(W2, "failed", "signal")), celery=celery(())))
+    assert [(f.unit, f.severity) for f in findings] == [(W1, Severity.CRITICAL)]
+
+
+# worker_not_consuming
+
+
+def samples(*rows: tuple[float, int, int | None, int | None]) -> tuple[Sample, ...]:
+    """Samples from (seconds before NOW, depth, processed, active) rows."""
+    return tuple(Sample(at=NOW - ago, depth=d, processed=p, active=a) for ago, d, p, a in rows)
+
+
+STUCK = samples((90, 50, 7, 0), (45, 50, 7, 0), (0, 55, 7, 0))
+
+
+def test_not_consuming_stuck_run() -> None:
+    """Three idle samples over >= not_consuming_after, flat processed, backlog not falling: high."""
+    findings = worker_not_consuming.detect(
+        snap(samples=STUCK, celery=celery((N1,), **{W1: N1})))
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.scenario is Scenario.WORKER_NOT_CONSUMING
+    assert finding.severity is Severity.HIGH
+    assert finding.unit == W1
+    assert finding.evidence["samples"] == 3
+    assert finding.evidence["span_s"] == 90
+
+
+@pytest.mark.parametrize("rows", [
+    pytest.param(samples((90, 80, 7, 0), (45, 60, 7, 0), (0, 40, 7, 0)), id="draining"),
+    pytest.param(samples((90, 50, 7, 0), (45, 50, 7, 1), (0, 50, 7, 1)), id="busy"),
+    pytest.param(samples((90, 50, 5, 0), (45, 50, 6, 0), (0, 50, 7, 0)), id="processed-rising"),
+    pytest.param(samples((90, 50, 7, 0), (0, 50, 7, 0)), id="too-few"),
+    pytest.param(samples((30, 50, 7, 0), (15, 50, 7, 0), (0, 50, 7, 0)), id="too-short"),
+    pytest.param(samples((90, 0, 7, 0), (45, 0, 7, 0), (0, 0, 7, 0)), id="no-backlog"),
+    pytest.param(samples((90, 50, None, None), (45, 50, None, None), (0, 50, None, None)),
+                 id="no-stats"),
+])
+def test_not_consuming_none(rows: tuple[Sample, ...]) -> None:
+    """Draining, busy, moving, too few or too short a run, no backlog or no stats: no finding."""
+    assert worker_not_consuming.detect(snap(samples=rows, celery=celery((N1,)))) == []
+
+
+# broker_unreachable
+
+
+def test_broker_unreachable_is_critical() -> None:
+    """An unreachable broker gives a critical finding on the broker unit with its error kind."""
+    s = snap(broker_unit=unit(REDIS, "failed", "exit-code"),
+             broker=BrokerState(url="redis://localhost:6379/0", reachable=False,
+                                error_kind="refused", error="Connection refused"))
+    findings = broker_unreachable.detect(s)
+    assert len(findings) == 1
+    assert findings[0].severity is Severity.CRITICAL
+    assert findings[0].unit == REDIS
+    assert findings[0].evidence["error_kind"] == "refused"
+    assert findings[0].evidence["unit_state"] == "failed"
+
+
+def test_broker_reachable_is_none() -> None:
+    """A reachable broker (or none probed) gives no finding."""
+    assert broker_unreachable.detect(
+        snap(broker=BrokerState(url="redis://x", reachable=True))) == []
+    assert broker_unreachable.detect(snap()) == []
+
+
+# task_failures
+
+
+def test_task_failures_at_threshold_is_medium() -> None:
+    """A task failing exactly limits.task_failures times is a medium finding on the worker."""
+    findings = task_failures.detect(
+        snap(worker_log=WorkerLog(failures={"app.a": 3, "app.b": 1})))
+    assert len(findings) == 1
+    assert findings[0].severity is Severity.MEDIUM
+    assert findings[0].unit == W1
+    assert findings[0].evidence == {"failed:app.a": 3}
+
+
+def test_task_failures_many_tasks_is_high() -> None:
+    """Three or more task names over the threshold make it high."""
+    log = WorkerLog(failures={"app.a": 3, "app.b": 4, "app.c": 9})
+    findings = task_failures.detect(snap(worker_log=log))
+    assert [f.severity for f in findings] == [Severity.HIGH]
+
+
+def test_task_failures_retry_loop_alone_is_medium() -> None:
+    """A retry loop with no failures over the threshold is still a medium finding."""
+    findings = task_failures.detect(snap(worker_log=WorkerLog(retry_loops={"app.r": 5})))
+    assert [f.severity for f in findings] == [Severity.MEDIUM]
+    assert findings[0].evidence == {"retry_loop:app.r": 5}
+
+
+def test_task_failures_below_threshold_is_none() -> None:
+    """Failures below the threshold, or no worker log, give no finding."""
+    assert task_failures.detect(snap(worker_log=WorkerLog(failures={"app.a": 2}))) == []
+    assert task_failures.detect(snap()) == []
+
+
+# beat_down
+
+
+def beat(active: str = "active", result: str = "success", up: float = 600) -> UnitState:
+    """The beat unit, (last) activated ``up`` seconds before NOW."""
+    return unit(BEAT, active, result, active_enter_us=since(up), main_pid=77)
+
+
+def test_beat_failed_is_high() -> None:
+    """A failed beat is a high finding, not held."""
+    findings = beat_down.detect(snap(beat=beat("failed", "exit-code")))
+    assert len(findings) == 1
+    assert findings[0].severity is Severity.HIGH
+    assert findings[0].unit == BEAT
+    assert findings[0].hold is None
+    assert findings[0].evidence["schedule_file"] is None
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "locked"])
+def test_beat_down_recent_schedule_error(kind: str) -> None:
+    """A schedule-file error after beat's last activation goes in the evidence."""
+    log = BeatLog(schedule_error=kind, schedule_error_at=NOW - 100)
+    findings = beat_down.detect(snap(beat=beat("failed", "exit-code", up=300), beat_log=log))
+    assert findings[0].evidence["schedule_file"] == kind
+    assert kind in findings[0].summary
+
+
+def test_beat_down_old_schedule_error_ignored() -> None:
+    """A schedule-file error from before beat's last activation is ignored."""
+    log = BeatLog(schedule_error="corrupt", schedule_error_at=NOW - 1000)
+    findings = beat_down.detect(snap(beat=beat("failed", "exit-code", up=300), beat_log=log))
+    assert findings[0].evidence["schedule_file"] is None
+
+
+def test_beat_clean_stop_is_held() -> None:
+    """Beat stopped cleanly is reported but held."""
+    findings = beat_down.detect(snap(beat=beat("inactive", "success")))
+    assert len(findings) == 1
+    assert findings[0].hold is not None
+
+
+def test_beat_running_is_not_down() -> None:
+    """A running beat, or none configured, gives no beat_down finding."""
+    assert beat_down.detect(snap(beat=beat())) == []
+    assert beat_down.detect(snap()) == []
+
+
+# beat_stalled
+
+
+def test_beat_stalled_past_max_silence() -> None:
+    """Beat silent for longer than max_silence is a medium finding."""
+    s = snap(beat=beat(), beat_log=BeatLog(last_dispatch=NOW - 200),
+             limits=Limits(beat_max_silence=120))
+    findings = beat_stalled.detect(s)
+    assert len(findings) == 1
+    assert findings[0].severity is Severity.MEDIUM
+    assert findings[0].evidence["silent_s"] == 200
+    assert findings[0].evidence["allowance_s"] == 120
+
+
+def test_beat_stalled_allowance_from_period() -> None:
+    """Without max_silence the allowance is 2*shortest_period+10 (70s for a 30s period)."""
+    log = BeatLog(last_dispatch=NOW - 71, shortest_period=30.0)
+    findings = beat_stalled.detect(snap(beat=beat(), beat_log=log))
+    assert [f.evidence["allowance_s"] for f in findings] == [70]
+    quiet = BeatLog(last_dispatch=NOW - 69, shortest_period=30.0)
+    assert beat_stalled.detect(snap(beat=beat(), beat_log=quiet)) == []
+
+
+def test_beat_stalled_not_judged_broker_down() -> None:
+    """An unreachable broker explains beat's silence: no finding."""
+    s = snap(beat=beat(), beat_log=BeatLog(last_dispatch=NOW - 500, shortest_period=10.0),
+             broker=BrokerState(url="redis://x", reachable=False, error_kind="refused"))
+    assert beat_stalled.detect(s) == []
+
+
+def test_beat_stalled_just_started() -> None:
+    """A beat that started less than its allowance ago is not stalled."""
+    s = snap(beat=beat(up=20), beat_log=BeatLog(last_dispatch=NOW - 500, shortest_period=10.0))
+    assert beat_stalled.detect(s) == []
+
+
+def test_beat_stalled_without_log() -> None:
+    """Without a beat log (or any period to judge by) there is no finding."""
+    assert beat_stalled.detect(snap(beat=beat(), limits=Limits(beat_max_silence=1))) == []
+    assert beat_stalled.detect(snap(beat=beat(), beat_log=BeatLog(last_dispatch=NOW - 900))) == []
+
+
+# memory_pressure
+
+
+def test_memory_over_limit_is_medium() -> None:
+    """A worker over the memory limit is a medium finding with the reading's source."""
+    s = snap(memory=(UnitMemory(unit=W1, bytes=300 * MIB, source="cgroup"),),
+             limits=Limits(memory_bytes=200 * MIB))
+    findings = memory_pressure.detect(s)
+    assert len(findings) == 1
+    assert findings[0].severity is Severity.MEDIUM
+    assert findings[0].evidence["source"] == "cgroup"
+    assert findings[0].evidence["used_mib"] == 300
+
+
+def test_memory_oom_kill_is_high() -> None:
+    """Result=oom-kill is a high finding even without a memory reading."""
+    findings = memory_pressure.detect(snap(workers=(worker(W1, "failed", "oom-kill"),)))
+    assert [(f.unit, f.severity) for f in findings] == [(W1, Severity.HIGH)]
+
+
+def test_memory_lost_processes_is_high() -> None:
+    """Pool processes lost to SIGKILL in the worker log make a high finding."""
+    findings = memory_pressure.detect(snap(worker_log=WorkerLog(lost=2)))
+    assert [f.severity for f in findings] == [Severity.HIGH]
+    assert findings[0].evidence["lost_processes"] == 2
+
+
+def test_memory_under_limit_is_none() -> None:
+    """A worker under the limit, or with no reading, gives no finding."""
+    s = snap(workers=(worker(W1), worker(W2)),
+             memory=(UnitMemory(unit=W1, bytes=100 * MIB, source="psutil"),),
+             limits=Limits(memory_bytes=200 * MIB))
+    assert memory_pressure.detect(s) == []
+
+
+# queue_backlog
+
+
+@pytest.mark.parametrize(("depth", "severity"), [
+    (101, Severity.LOW), (999, Severity.LOW), (1000, Severity.MEDIUM), (5000, Severity.MEDIUM)])
+def test_queue_backlog_over_threshold(depth: int, severity: Severity) -> None:
+    """Over the threshold is low; ten times it or more is medium."""
+    s = snap(broker=BrokerState(url="redis://x", reachable=True, queues={"celery": depth}))
+    findings = queue_backlog.detect(s)
+    assert [(f.severity, f.evidence["queue"]) for f in findings] == [(severity, "celery")]
+
+
+def test_queue_backlog_at_threshold_is_none() -> None:
+    """A queue exactly at the threshold is not a backlog."""
+    s = snap(broker=BrokerState(url="redis://x", reachable=True, queues={"celery": 100}))
+    assert queue_backlog.detect(s) == []
+
+
+# database_unreachable
+
+
+def test_database_unreachable_is_high() -> None:
+    """An unreachable database is a high finding with its address; reachable gives none."""
+    down = Endpoint(address="db:5432", reachable=False, error="refused")
+    findings = database_unreachable.detect(snap(database=down))
+    assert [(f.severity, f.evidence["address"]) for f in findings] == [(Severity.HIGH, "db:5432")]
+    assert database_unreachable.detect(
+        snap(database=Endpoint(address="db:5432", reachable=True))) == []
+    assert database_unreachable.detect(snap()) == []
+
+
+# helpers
+
+
+def test_known_memory_reading() -> None:
+    """A reading of 2^64-1 from systemd means unknown (None); a real reading is kept."""
+    assert _known(2**64 - 1) is None
+    assert _known(5) == 5
+    assert _known(None) is None
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (("celery", "-A", "app", "worker", "-n", "x@%h"), "x@host.example"),
+    (("celery", "-A", "app", "worker", "--hostname=x@y"), "x@y"),
+    (("celery", "-A", "app", "worker", "--hostname", "x@y"), "x@y"),
+    (("celery", "-A", "app", "worker", "-nx@y"), "x@y"),
+    (("celery", "-A", "app", "worker", "-l", "info"), "celery@host.example"),
+    (("celery", "-A", "app", "beat"), None),
+])
+def test_node_name(argv: tuple[str, ...], expected: str | None) -> None:
+    """The node name a worker command line gives itself; None for a non-worker."""
+    assert node_name(argv, host="host.example") == expected
+
+
+def test_queue_keys() -> None:
+    """A queue lives in four Redis lists: the plain key and three priority keys."""
+    assert queue_keys("celery") == [
+        "celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
+
+
+def test_redact() -> None:
+    """The password is hidden; URLs without one are unchanged."""
+    assert redact("redis://user:s3cret@broker:6379/0") == "redis://user:***@broker:6379/0"
+    assert "s3cret" not in redact("redis://:s3cret@broker/0")
+    assert redact("redis://broker:6379/0") == "redis://broker:6379/0"
+
+
+# log readers
+
+
+def stamp(at: float) -> str:
+    """Celery's log prefix for the local time ``at``."""
+    moment = datetime.fromtimestamp(at).astimezone()
+    return f"[{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d}: INFO/MainProcess]"
+
+
+def failed(at: float, task: str, task_id: str) -> str:
+    """A worker log line for a task that raised."""
+    return f"{stamp(at)} Task {task}[{task_id}] raised unexpected: ValueError('x')\n"
+
+
+def test_worker_log_counts_once_across_reads(tmp_path: Path) -> None:
+    """Failures are counted once across two reads: the offset is kept."""
+    path = tmp_path / "worker.log"
+    path.write_text(failed(NOW - 30, "app.a", "id-1") + failed(NOW - 20, "app.a", "id-2"))
+    state = State()
+    first = logs.worker_log(path, state, NOW, window=600, loop=3)
+    assert first.failures == {"app.a": 2}
+    with path.open("a") as handle:
+        handle.write(failed(NOW - 10, "app.a", "id-3"))
+    second = logs.worker_log(path, state, NOW, window=600, loop=3)
+    assert second.failures == {"app.a": 3}
+    assert logs.worker_log(path, state, NOW, window=600, loop=3).failures == {"app.a": 3}
+
+
+def test_worker_log_rotated_file_reread(tmp_path: Path) -> None:
+    """A file truncated below the kept offset is read again from the start."""
+    path = tmp_path / "worker.log"
+    path.write_text("".join(failed(NOW - 50 + i, "app.a", f"id-{i}") for i in range(5)))
+    state = State()
+    logs.worker_log(path, state, NOW, window=600, loop=3)
+    path.write_text(failed(NOW - 5, "app.b", "id-new"))
+    result = logs.worker_log(path, state, NOW, window=600, loop=3)
+    assert result.failures == {"app.a": 5, "app.b": 1}
+
+
+def test_worker_log_retry_loop_and_lost(tmp_path: Path) -> None:
+    """The same id retried `loop` times is a loop; WorkerLostError counts a lost process."""
+    path = tmp_path / "worker.log"
+    retry = f"{stamp(NOW - 9)} Task app.r[same-id] retry: Retry in 1s\n"
+    lost = f"{stamp(NOW - 5)} Process 'ForkPoolWorker-1' pid:9 exited with 'signal 9 (SIGKILL)'\n"
+    path.write_text(retry * 3 + lost)
+    result = logs.worker_log(path, State(), NOW, window=600, loop=3)
+    assert result.retry_loops == {"app.r": 3}
+    assert result.lost == 1
+
+
+def test_beat_log_shortest_period(tmp_path: Path) -> None:
+    """The shortest period comes from consecutive "Sending due task" lines per task."""
+    path = tmp_path / "beat.log"
+    base = float(int(NOW) - 100)
+    lines = [
+        (base, "every-30"), (base + 5, "every-10"), (base + 15, "every-10"),
+        (base + 30, "every-30"), (base + 25, "every-10"),
+    ]
+    path.write_text("".join(
+        f"{stamp(at)} Scheduler: Sending due task {name} (app.t)\n" for at, name in lines))
+    result = logs.beat_log(path, State(), NOW)
+    assert result.shortest_period == pytest.approx(10.0)
+    assert result.last_dispatch == pytest.approx(base + 25)
+
+
+@pytest.mark.parametrize(("line", "kind"), [
+    ("_pickle.UnpicklingError: invalid load key, '\\x00'.", "corrupt"),
+    ("OSError: [Errno 11] Resource temporarily unavailable", "locked"),
+])
+def test_beat_log_schedule_error(tmp_path: Path, line: str, kind: str) -> None:
+    """An UnpicklingError means a corrupt schedule file; EAGAIN means it is locked."""
+    path = tmp_path / "beat.log"
+    path.write_text(f"{stamp(NOW - 3)} {line}\n")
+    result = logs.beat_log(path, State(), NOW)
+    assert result.schedule_error == kind
+    assert result.schedule_error_at == pytest.approx(NOW - 3)
