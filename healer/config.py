@@ -92,6 +92,8 @@ class ThresholdsConfig(Section):
     retry_loop: int = Field(default=3, ge=2)
     not_consuming_after: float = Field(default=60, gt=0)
     startup_grace: float = Field(default=30, ge=0)
+    cpu_percent: float = Field(default=90, gt=0)
+    cpu_sustained: float = Field(default=120, gt=0)
 
 
 class DatabaseConfig(Section):

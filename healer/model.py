@@ -59,6 +59,7 @@ class UnitState(Frozen):
     inactive_enter_us: int = 0
     argv: tuple[str, ...] = ()
     memory_bytes: int | None = None
+    cpu_nsec: int | None = None
 
     @property
     def is_active(self) -> bool:
@@ -113,12 +114,22 @@ class Sample(Frozen):
     active: int | None
 
 
-class UnitMemory(Frozen):
-    """Memory of one unit: from its cgroup, or summed over its process tree with psutil."""
+class UnitUsage(Frozen):
+    """Memory and CPU time of one unit: from its cgroup, or summed over its process tree."""
 
     unit: str
     bytes: int
     source: str
+    cpu_seconds: float = 0.0
+    main_pid: int = 0
+
+
+class CpuSample(Frozen):
+    """CPU seconds a unit had used at a time; kept across passes to judge sustained load."""
+
+    at: float
+    cpu_seconds: float
+    main_pid: int
 
 
 class WorkerLog(Frozen):
@@ -147,6 +158,8 @@ class Limits(Frozen):
     retry_loop: int = 3
     not_consuming_after: float = 60
     startup_grace: float = 30
+    cpu_percent: float = 90
+    cpu_sustained: float = 120
     beat_max_silence: float | None = None
 
 
@@ -160,7 +173,8 @@ class Snapshot(Frozen):
     broker: BrokerState | None = None
     celery: CeleryState | None = None
     samples: tuple[Sample, ...] = ()
-    memory: tuple[UnitMemory, ...] = ()
+    usage: tuple[UnitUsage, ...] = ()
+    cpu: dict[str, tuple[CpuSample, ...]] = {}
     worker_log: WorkerLog | None = None
     beat_log: BeatLog | None = None
     database: Endpoint | None = None

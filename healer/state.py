@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, ValidationError
 
 from healer.errors import StateError
-from healer.model import BeatLog, Sample
+from healer.model import BeatLog, CpuSample, Sample
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,6 +49,7 @@ class State(BaseModel):
     retries: dict[str, tuple[str, int]] = Field(default_factory=dict)
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)
+    cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
 
 
 class StateStore:

@@ -1,7 +1,9 @@
-"""memory_pressure: a worker over its memory limit, or killed for memory.
+"""memory_pressure: a worker over its memory limit, killed for memory, or pinned on CPU.
 
-High when the kernel or systemd killed for memory (Result=oom-kill, a pool process lost to
-SIGKILL / WorkerLostError in the log); medium when a worker's memory is over the limit.
+Runbook scenario 5 (memory/resource issues). High when the kernel or systemd killed for memory
+(Result=oom-kill, a pool process lost to SIGKILL / WorkerLostError in the log); medium when a
+worker's memory is over the limit or its CPU stayed above ``cpu_percent`` (of one core) on
+average over the last ``cpu_sustained`` seconds.
 """
 
 from __future__ import annotations
@@ -11,37 +13,52 @@ from typing import TYPE_CHECKING
 from healer.model import Finding, Scenario, Severity
 
 if TYPE_CHECKING:
-    from healer.model import EvidenceValue, Snapshot
+    from healer.model import CpuSample, EvidenceValue, Limits, Snapshot
 
 MIB = 2**20
 
 
+def sustained_cpu(samples: tuple[CpuSample, ...], now: float, limits: Limits) -> float | None:
+    """Average CPU percent over the last ``cpu_sustained`` seconds; None if not sampled so long."""
+    old = [s for s in samples if now - s.at >= limits.cpu_sustained]
+    if not old or len(samples) < 2:
+        return None
+    first, last = old[-1], samples[-1]
+    if last.at <= first.at:
+        return None
+    return 100 * (last.cpu_seconds - first.cpu_seconds) / (last.at - first.at)
+
+
 def detect(snapshot: Snapshot) -> list[Finding]:
-    """One finding per worker unit with memory trouble."""
-    limit = snapshot.limits.memory_bytes
-    used = {m.unit: m for m in snapshot.memory}
+    """One finding per worker unit with memory or CPU trouble."""
+    limits = snapshot.limits
+    used = {m.unit: m for m in snapshot.usage}
     lost = snapshot.worker_log.lost if snapshot.worker_log else 0
     findings = []
     for unit in snapshot.workers:
         memory = used.get(unit.name)
-        over = memory is not None and memory.bytes > limit
+        cpu = sustained_cpu(snapshot.cpu.get(unit.name, ()), snapshot.taken_at, limits)
         killed = unit.result == "oom-kill" or lost > 0
-        if not over and not killed:
-            continue
-        evidence: dict[str, EvidenceValue] = {
-            "limit_mib": round(limit / MIB), "result": unit.result, "lost_processes": lost}
         parts = []
+        evidence: dict[str, EvidenceValue] = {
+            "limit_mib": round(limits.memory_bytes / MIB), "result": unit.result,
+            "lost_processes": lost}
         if memory is not None:
             evidence |= {"used_mib": round(memory.bytes / MIB), "source": memory.source}
-        if over and memory is not None:
-            parts.append(f"{memory.bytes / MIB:.0f} MiB over the {limit / MIB:.0f} MiB limit")
+            if memory.bytes > limits.memory_bytes:
+                parts.append(f"{memory.bytes / MIB:.0f} MiB over the "
+                             f"{limits.memory_bytes / MIB:.0f} MiB limit")
+        if cpu is not None and cpu >= limits.cpu_percent:
+            evidence["cpu_percent"] = round(cpu, 1)
+            parts.append(f"CPU {cpu:.0f}% for {limits.cpu_sustained:g}s")
         if unit.result == "oom-kill":
             parts.append("killed by the OOM killer")
         if lost:
             parts.append(f"{lost} pool process(es) lost to SIGKILL")
-        findings.append(Finding(
-            scenario=Scenario.MEMORY_PRESSURE,
-            severity=Severity.HIGH if killed else Severity.MEDIUM,
-            unit=unit.name, summary="; ".join(parts), evidence=evidence,
-        ))
+        if parts:
+            findings.append(Finding(
+                scenario=Scenario.MEMORY_PRESSURE,
+                severity=Severity.HIGH if killed else Severity.MEDIUM,
+                unit=unit.name, summary="; ".join(parts), evidence=evidence,
+            ))
     return findings

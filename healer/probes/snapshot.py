@@ -10,11 +10,11 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
-from healer.model import Limits, Sample, Snapshot
+from healer.model import CpuSample, Limits, Sample, Snapshot
 from healer.probes import logs
 from healer.probes.celery import expected_nodes
 from healer.probes.database import check_tcp
-from healer.probes.memory import unit_memory
+from healer.probes.usage import unit_usage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +37,7 @@ def limits(config: Config) -> Limits:
         queue_backlog=t.queue_backlog, memory_bytes=int(t.memory_mb * 2**20),
         task_failures=t.task_failures, retry_loop=t.retry_loop,
         not_consuming_after=t.not_consuming_after, startup_grace=t.startup_grace,
+        cpu_percent=t.cpu_percent, cpu_sustained=t.cpu_sustained,
         beat_max_silence=config.beat.max_silence,
     )
 
@@ -94,11 +95,16 @@ class Prober:
             if config.beat.log else None
         database = guarded("database", partial(check_tcp, db.host, db.port, db.timeout)) \
             if db.host and db.port else None
-        memory = tuple(m for u in workers if (m := guarded("memory", partial(unit_memory, u))))
+        usage = tuple(m for u in workers if (m := guarded("usage", partial(unit_usage, u))))
+        for use in usage:
+            kept = [s for s in state.cpu.get(use.unit, []) if s.main_pid == use.main_pid]
+            sample = CpuSample(at=now, cpu_seconds=use.cpu_seconds, main_pid=use.main_pid)
+            state.cpu[use.unit] = [*kept, sample][-MAX_SAMPLES:]
         return Snapshot(
             taken_at=now, workers=workers, beat=beat,
             broker_unit=read(units.broker) if units.broker else None,
-            broker=broker, celery=celery, samples=tuple(state.samples), memory=memory,
+            broker=broker, celery=celery, samples=tuple(state.samples), usage=usage,
+            cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
             worker_log=worker_log, beat_log=beat_log, database=database,
             limits=limits(config), probe_errors=errors,
         )

@@ -50,6 +50,15 @@ def hog(mib: int, seconds: float) -> int:
     return len(block)
 
 
+@app.task(name="demoapp.spin")
+def spin(seconds: float) -> int:
+    """Keep one core busy for a while."""
+    deadline, turns = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        turns += 1
+    return turns
+
+
 @app.task(name="demoapp.sleep")
 def sleep(seconds: float) -> float:
     """A task that keeps a worker busy."""

@@ -108,6 +108,7 @@ class DBusSystemd:
             argv=tuple(str(a) for a in service["ExecStart"][0][1]) if service.get("ExecStart")
             else (),
             memory_bytes=_known(service.get("MemoryCurrent")),
+            cpu_nsec=_known(service.get("CPUUsageNSec")),
         )
 
     def job(self, verb: JobVerb, name: str, timeout: float) -> str:

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 from celery import Celery
 
@@ -176,6 +177,34 @@ def test_memory_pressure(stack: CeleryStack) -> None:
     assert (code, scenarios(findings)) == (1, [("memory_pressure", "medium")])
     assert findings[0]["evidence"]["used_mib"] > 150
     assert findings[0]["evidence"]["source"] in {"cgroup", "psutil"}
+
+
+def test_lost_pool_process_is_memory_pressure_high(stack: CeleryStack) -> None:
+    """A pool process SIGKILLed mid-task (as the OOM killer does): memory_pressure, high."""
+    client(stack).send_task("demoapp.sleep", args=(30,))
+    wait_until(lambda: "Task demoapp.sleep" in stack.log("celery.log"), 20, "the task")
+    config = stack.config()
+    assert diagnose(config) == (0, [])
+    pool = psutil.Process(stack.main_pid(WORKER)).children()
+    assert pool
+    pool[0].send_signal(signal.SIGKILL)
+    wait_until(lambda: "WorkerLostError" in stack.log("celery.log")
+               or "signal 9 (SIGKILL)" in stack.log("celery.log"), 20, "the lost process")
+    code, findings = diagnose(config)
+    assert (code, scenarios(findings)) == (2, [("memory_pressure", "high")])
+    assert findings[0]["evidence"]["lost_processes"] >= 1
+
+
+def test_sustained_cpu_is_memory_pressure(stack: CeleryStack) -> None:
+    """A task spinning on a core for longer than cpu_sustained: memory_pressure, medium."""
+    config = config_with(stack, cpu_percent=60, cpu_sustained=2)
+    client(stack).send_task("demoapp.spin", args=(30,))
+    wait_until(lambda: "Task demoapp.spin" in stack.log("celery.log"), 20, "the spinning task")
+    assert diagnose(config) == (0, [])
+    time.sleep(2.5)
+    code, findings = diagnose(config)
+    assert (code, scenarios(findings)) == (1, [("memory_pressure", "medium")])
+    assert findings[0]["evidence"]["cpu_percent"] >= 60
 
 
 def test_queue_backlog(stack: CeleryStack) -> None:

@@ -22,14 +22,15 @@ from healer.model import (
     BeatLog,
     BrokerState,
     CeleryState,
+    CpuSample,
     Endpoint,
     Limits,
     Sample,
     Scenario,
     Severity,
     Snapshot,
-    UnitMemory,
     UnitState,
+    UnitUsage,
     WorkerLog,
 )
 from healer.probes import logs
@@ -317,7 +318,7 @@ def test_beat_stalled_without_log() -> None:
 
 def test_memory_over_limit_is_medium() -> None:
     """A worker over the memory limit is a medium finding with the reading's source."""
-    s = snap(memory=(UnitMemory(unit=W1, bytes=300 * MIB, source="cgroup"),),
+    s = snap(usage=(UnitUsage(unit=W1, bytes=300 * MIB, source="cgroup"),),
              limits=Limits(memory_bytes=200 * MIB))
     findings = memory_pressure.detect(s)
     assert len(findings) == 1
@@ -342,8 +343,34 @@ def test_memory_lost_processes_is_high() -> None:
 def test_memory_under_limit_is_none() -> None:
     """A worker under the limit, or with no reading, gives no finding."""
     s = snap(workers=(worker(W1), worker(W2)),
-             memory=(UnitMemory(unit=W1, bytes=100 * MIB, source="psutil"),),
+             usage=(UnitUsage(unit=W1, bytes=100 * MIB, source="psutil"),),
              limits=Limits(memory_bytes=200 * MIB))
+    assert memory_pressure.detect(s) == []
+
+
+def _cpu(*points: tuple[float, float]) -> dict[str, tuple[CpuSample, ...]]:
+    """CPU samples for W1: (seconds before NOW, CPU seconds used by then)."""
+    samples = (CpuSample(at=NOW - ago, cpu_seconds=used, main_pid=1) for ago, used in points)
+    return {W1: tuple(samples)}
+
+
+def test_sustained_cpu_is_medium() -> None:
+    """Average CPU at or over the limit across the whole sustained window is a medium finding."""
+    s = snap(cpu=_cpu((120, 0.0), (60, 57.0), (0, 114.0)),
+             limits=Limits(cpu_percent=90, cpu_sustained=120))
+    findings = memory_pressure.detect(s)
+    assert [(f.severity, f.evidence["cpu_percent"]) for f in findings] == [
+        (Severity.MEDIUM, 95.0)]
+
+
+@pytest.mark.parametrize("points", [
+    ((120, 0.0), (0, 60.0)),        # 50%: busy, not pinned
+    ((60, 0.0), (0, 60.0)),         # 100%, but only for 60 s of the 120 s window
+    ((0, 5.0),),                    # one sample says nothing about a rate
+])
+def test_cpu_not_sustained_is_none(points: tuple[tuple[float, float], ...]) -> None:
+    """CPU under the limit, or not sampled for the whole window, gives no finding."""
+    s = snap(cpu=_cpu(*points), limits=Limits(cpu_percent=90, cpu_sustained=120))
     assert memory_pressure.detect(s) == []
 
 

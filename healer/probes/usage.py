@@ -1,0 +1,55 @@
+"""Memory and CPU time per unit: systemd's accounting when known, else psutil over the tree.
+
+MemoryCurrent and CPUUsageNSec read 2^64-1 when the manager does not account them (as with a
+user manager without delegated controllers); then the unit's main process and its children
+are summed with psutil.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import psutil
+
+from healer.model import UnitUsage
+
+if TYPE_CHECKING:
+    from healer.model import UnitState
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        main = psutil.Process(pid)
+        return [main, *main.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return int(process.memory_info().rss)
+    except psutil.Error:  # gone while we counted
+        return 0
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def unit_usage(unit: UnitState) -> UnitUsage | None:
+    """None when the unit has no process and systemd accounts neither memory nor CPU."""
+    tree = _tree(unit.main_pid) if unit.main_pid and (
+        unit.memory_bytes is None or unit.cpu_nsec is None) else []
+    if unit.memory_bytes is not None:
+        memory, source = unit.memory_bytes, "cgroup"
+    elif tree:
+        memory, source = sum(_rss(p) for p in tree), "psutil"
+    else:
+        return None
+    cpu = unit.cpu_nsec / 1e9 if unit.cpu_nsec is not None else sum(_cpu(p) for p in tree)
+    return UnitUsage(unit=unit.name, bytes=memory, source=source, cpu_seconds=cpu,
+                     main_pid=unit.main_pid)
