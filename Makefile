@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 
 # Headers to build dbus-python and PyGObject, the user bus, and the services the sandbox runs.
 APT_PACKAGES := pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev libcairo2-dev \
-                dbus dbus-user-session systemd util-linux redis-server
+                dbus dbus-user-session systemd util-linux redis-server rabbitmq-server
 
 .PHONY: demo test lint check system lock clean
 

@@ -83,6 +83,7 @@ class BrokerState(Frozen):
     error: str | None = None
     latency_ms: float | None = None
     queues: dict[str, int] = {}
+    consumers: dict[str, int] = {}
 
 
 class Endpoint(Frozen):

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from celery import Celery
 
 from healer.sandbox.stack import CeleryStack
 
@@ -39,3 +40,20 @@ def audit_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def diagnose(config: Path) -> tuple[int, list[dict[str, Any]]]:
+    """Exit code and findings of `healer diagnose --json`."""
+    result = healer(config, "diagnose", "--json")
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)["findings"]
+
+
+def scenarios(findings: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(scenario, severity) of each finding."""
+    return [(f["scenario"], f["severity"]) for f in findings]
+
+
+def client(stack: CeleryStack) -> Any:  # noqa: ANN401 - Celery is untyped
+    """A Celery client for the sandbox's broker, to send tasks and control commands."""
+    return Celery(broker=stack.broker_url, set_as_current=False)

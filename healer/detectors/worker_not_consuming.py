@@ -3,7 +3,8 @@
 This is Celery's "alive but not consuming" bug family (DESIGN.md). Judged on samples
 kept across passes: over at least ``not_consuming_after`` seconds and three samples, the
 queues held messages, did not shrink, every worker was idle and the processed counters did
-not move. A draining backlog or a busy worker is not this.
+not move. A draining backlog or a busy worker is not this. On RabbitMQ the broker also says
+how many consumers a queue has: a backlog with none is this at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from healer.model import Finding, Scenario, Severity
 
 if TYPE_CHECKING:
-    from healer.model import Sample, Snapshot
+    from healer.model import EvidenceValue, Sample, Snapshot
 
 MIN_SAMPLES = 3
 
@@ -31,8 +32,31 @@ def _stuck_run(samples: tuple[Sample, ...]) -> list[Sample]:
     return run
 
 
+def _answering_units(snapshot: Snapshot) -> list[str]:
+    celery = snapshot.celery
+    if celery is None or not celery.replied:
+        return []
+    return [u for u, n in celery.nodes.items() if n in celery.replied]
+
+
+def _finding(units: list[str], summary: str, evidence: dict[str, EvidenceValue]) -> Finding:
+    return Finding(scenario=Scenario.WORKER_NOT_CONSUMING, severity=Severity.HIGH,
+                   unit=units[0] if len(units) == 1 else None, summary=summary,
+                   evidence=evidence)
+
+
 def detect(snapshot: Snapshot) -> list[Finding]:
-    """One finding when the stuck run is long enough and the backlog did not fall."""
+    """RabbitMQ: a backlog with no consumer. Any broker: a stuck run long enough, not falling."""
+    units = _answering_units(snapshot)
+    if not units:
+        return []
+    broker = snapshot.broker
+    if broker is not None:
+        for queue, depth in sorted(broker.queues.items()):
+            if depth > 0 and broker.consumers.get(queue) == 0:
+                return [_finding(units, f"answers ping but queue {queue} has no consumer "
+                                 f"({depth} messages waiting)",
+                                 {"queue": queue, "depth": depth, "consumers": 0})]
     run = _stuck_run(snapshot.samples)
     if len(run) < MIN_SAMPLES:
         return []
@@ -40,13 +64,8 @@ def detect(snapshot: Snapshot) -> list[Finding]:
     span = last.at - first.at
     if span < snapshot.limits.not_consuming_after or last.depth < first.depth:
         return []
-    replied = snapshot.celery.replied if snapshot.celery else None
-    nodes = snapshot.celery.nodes if snapshot.celery else {}
-    units = [u for u, n in nodes.items() if replied and n in replied]
-    return [Finding(
-        scenario=Scenario.WORKER_NOT_CONSUMING, severity=Severity.HIGH,
-        unit=units[0] if len(units) == 1 else None,
-        summary=f"answers ping but {last.depth} queued messages have not moved for {span:.0f}s",
-        evidence={"depth_first": first.depth, "depth_last": last.depth, "span_s": round(span, 1),
-                  "processed": last.processed, "active": last.active, "samples": len(run)},
+    return [_finding(
+        units, f"answers ping but {last.depth} queued messages have not moved for {span:.0f}s",
+        {"depth_first": first.depth, "depth_last": last.depth, "span_s": round(span, 1),
+         "processed": last.processed, "active": last.active, "samples": len(run)},
     )]

@@ -1,10 +1,17 @@
-"""Is the broker there? A PING with a tight timeout, the error kind kept as evidence."""
+"""Is the broker there, and how deep are its queues? Tight timeouts, the error kind kept.
+
+Redis: PING and LLEN over every priority key of each queue, in one round trip (Redis cannot
+report consumers). RabbitMQ: AMQP connect and a passive queue declare, which gives the
+message count and the consumer count.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+import amqp
 import redis
 
 from healer.errors import ConfigError
@@ -41,13 +48,27 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class RedisProbe:
-    """PING over a fresh connection with connect and read timeouts."""
+class _Probe:
+    """What both probes share: the URL, a tight timeout, the clock, and how to report."""
 
     def __init__(self, url: str, timeout: float, clock: Clock) -> None:
         self._url = url
         self._timeout = timeout
         self._clock = clock
+
+    def _down(self, kind: str, exc: Exception) -> BrokerState:
+        return BrokerState(url=redact(self._url), reachable=False, error_kind=kind,
+                           error=str(exc) or type(exc).__name__)
+
+    def _up(self, start: float, queues: dict[str, int],
+            consumers: dict[str, int] | None = None) -> BrokerState:
+        latency = (self._clock.monotonic() - start) * 1000
+        return BrokerState(url=redact(self._url), reachable=True, latency_ms=round(latency, 2),
+                           queues=queues, consumers=consumers or {})
+
+
+class RedisProbe(_Probe):
+    """PING over a fresh connection with connect and read timeouts."""
 
     def check(self, queues: list[str]) -> BrokerState:
         """PING and every LLEN in one round trip; refused, timeout, auth or error on failure."""
@@ -74,14 +95,53 @@ class RedisProbe:
             return self._down("error", exc)
         finally:
             client.close()
-        latency = (self._clock.monotonic() - start) * 1000
         steps = len(PRIORITY_STEPS) + 1
-        depths = {q: sum(replies[i * steps:(i + 1) * steps]) for i, q in enumerate(queues)}
-        return BrokerState(url=redact(self._url), reachable=True, latency_ms=round(latency, 2),
-                           queues=depths)
+        return self._up(start, {q: sum(replies[i * steps:(i + 1) * steps])
+                                for i, q in enumerate(queues)})
 
-    def _down(self, kind: str, exc: Exception) -> BrokerState:
-        return BrokerState(url=redact(self._url), reachable=False, error_kind=kind, error=str(exc))
+
+class AmqpProbe(_Probe):
+    """AMQP connect and a passive queue declare per queue: depth and consumer count."""
+
+    def check(self, queues: list[str]) -> BrokerState:
+        """Connect, declare passively; refused, timeout, auth or error on failure."""
+        parts = urlsplit(self._url)
+        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        connection = amqp.Connection(
+            host=f"{parts.hostname or 'localhost'}:{parts.port or 5672}",
+            userid=unquote(parts.username or "guest"), password=unquote(parts.password or "guest"),
+            virtual_host=vhost, connect_timeout=self._timeout, read_timeout=self._timeout,
+            write_timeout=self._timeout, ssl=parts.scheme == "amqps",
+        )
+        start = self._clock.monotonic()
+        depths, consumers = {}, {}
+        try:
+            connection.connect()
+            for queue in queues:
+                depths[queue], consumers[queue] = _declare(connection, queue)
+        except amqp.exceptions.AccessRefused as exc:
+            return self._down("auth", exc)
+        except ConnectionRefusedError as exc:
+            return self._down("refused", exc)
+        except TimeoutError as exc:
+            return self._down("timeout", exc)
+        except (OSError, amqp.exceptions.AMQPError) as exc:
+            return self._down("error", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+        return self._up(start, depths, consumers)
+
+
+def _declare(connection: amqp.Connection, queue: str) -> tuple[int, int]:
+    """Message and consumer count of a queue; (0, 0) when it is not declared yet."""
+    channel = connection.channel()
+    try:
+        _, messages, consumers = channel.queue_declare(queue, passive=True)
+    except amqp.exceptions.NotFound:  # the broker closes the channel; nothing is queued
+        return 0, 0
+    channel.close()
+    return int(messages), int(consumers)
 
 
 def broker_probe(url: str, timeout: float, clock: Clock) -> BrokerProbe:
@@ -89,4 +149,7 @@ def broker_probe(url: str, timeout: float, clock: Clock) -> BrokerProbe:
     scheme = urlsplit(url).scheme
     if scheme in {"redis", "rediss", "unix"}:
         return RedisProbe(url, timeout, clock)
-    raise ConfigError(f"celery.broker_url: unsupported broker scheme {scheme!r} (use redis://)")
+    if scheme in {"amqp", "amqps", "pyamqp"}:
+        return AmqpProbe(url, timeout, clock)
+    raise ConfigError(f"celery.broker_url: unsupported broker scheme {scheme!r} "
+                      "(redis://, rediss://, amqp://, amqps://)")

@@ -7,18 +7,20 @@ import shutil
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from healer.sandbox.usermanager import SandboxError, UserManager, wait_until
 
 if TYPE_CHECKING:
-    from pathlib import Path
     from types import TracebackType
     from typing import Self
 
 WORKER = "hiringdog-celery.service"
 BEAT = "hiringdog-celerybeat.service"
 BROKER = "redis.service"
+RABBITMQ = "rabbitmq-server.service"
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 NODE = "worker1@sandbox"
 
 
@@ -31,36 +33,70 @@ def free_port() -> int:
 
 
 class CeleryStack:
-    """redis + worker + beat in a private user manager; ``config()`` writes healer's TOML for it."""
+    """A broker + worker + beat in a private user manager; ``config()`` writes healer's TOML.
 
-    def __init__(self, manager: UserManager | None = None) -> None:
-        redis = shutil.which("redis-server")
-        if redis is None:
-            raise SandboxError("redis-server not found (Debian package redis-server)")
+    The broker is redis-server (unit ``redis.service``) or, with ``broker="rabbitmq"``,
+    rabbitmq-server (unit ``rabbitmq-server.service``) with its own node name, ports and epmd.
+    """
+
+    def __init__(self, manager: UserManager | None = None, broker: str = "redis") -> None:
         self.manager = manager or UserManager()
         self.root = self.manager.root
         self.port = free_port()
-        self.broker_url = f"redis://127.0.0.1:{self.port}/0"
         self.logs = self.root / "log"
         self.schedule = self.root / "beat" / "schedule"
-        for folder in (self.logs, self.schedule.parent, self.root / "redis"):
+        for folder in (self.logs, self.schedule.parent):
             folder.mkdir(parents=True, exist_ok=True)
+        if broker == "rabbitmq":
+            self.broker_unit = RABBITMQ
+            self.broker_url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+            self._rabbitmq()
+        else:
+            self.broker_unit = BROKER
+            self.broker_url = f"redis://127.0.0.1:{self.port}/0"
+            self._redis()
+        celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
+        self.manager.write_unit(WORKER, self._unit(
+            "Celery worker", f"{celery} worker --hostname={NODE} --concurrency=1 "
+            "--loglevel=INFO --without-mingle --without-gossip -E",
+            log="celery.log", after=self.broker_unit,
+        ))
+        self.manager.write_unit(BEAT, self._unit(
+            "Celery beat", f"{celery} beat --schedule={self.schedule} --loglevel=INFO",
+            log="celerybeat.log", after=self.broker_unit,
+        ))
+
+    def _redis(self) -> None:
+        redis = shutil.which("redis-server")
+        if redis is None:
+            raise SandboxError("redis-server not found (Debian package redis-server)")
+        (self.root / "redis").mkdir()
         self.manager.write_unit(BROKER, self._unit(
             "redis-server for the sandbox",
             f"{redis} --port {self.port} --bind 127.0.0.1 --save '' --appendonly no "
             f"--dir {self.root / 'redis'} --daemonize no",
             log="redis.log",
         ))
-        celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
-        self.manager.write_unit(WORKER, self._unit(
-            "Celery worker", f"{celery} worker --hostname={NODE} --concurrency=1 "
-            "--loglevel=INFO --without-mingle --without-gossip -E",
-            log="celery.log", after=BROKER,
-        ))
-        self.manager.write_unit(BEAT, self._unit(
-            "Celery beat", f"{celery} beat --schedule={self.schedule} --loglevel=INFO",
-            log="celerybeat.log", after=BROKER,
-        ))
+
+    def _rabbitmq(self) -> None:
+        if not Path(RABBITMQ_SERVER).exists():
+            raise SandboxError(f"{RABBITMQ_SERVER} not found (Debian package rabbitmq-server)")
+        base = self.root / "rabbitmq"
+        base.mkdir()
+        (base / "enabled_plugins").write_text("[].\n")
+        env = {
+            "RABBITMQ_NODENAME": f"{self.manager.name}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": self.port,
+            "RABBITMQ_DIST_PORT": free_port(), "ERL_EPMD_PORT": free_port(),
+            "ERL_EPMD_ADDRESS": "127.0.0.1", "HOME": base,
+            "RABBITMQ_MNESIA_BASE": base / "mnesia", "RABBITMQ_LOG_BASE": base / "log",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": base / "enabled_plugins",
+            "RABBITMQ_PID_FILE": base / "pid",
+        }
+        environment = "".join(f"Environment={k}={v}\n" for k, v in env.items())
+        self.manager.write_unit(RABBITMQ, self._unit(
+            "rabbitmq-server for the sandbox", RABBITMQ_SERVER, log="rabbitmq.log",
+        ).replace("[Service]\n", f"[Service]\n{environment}"))
 
     def _unit(self, description: str, command: str, log: str, after: str | None = None) -> str:
         order = f"After={after}\n" if after else ""
@@ -76,7 +112,7 @@ class CeleryStack:
     def start(self, timeout: float = 30) -> Self:
         """Start everything and wait until the worker is ready and beat has sent a task."""
         self.manager.start()
-        self.manager.systemctl("start", BROKER, WORKER, BEAT)
+        self.manager.systemctl("start", self.broker_unit, WORKER, BEAT)
         self.wait_worker_ready(timeout)
         wait_until(lambda: "Sending due task" in self.log("celerybeat.log"), timeout,
                    "beat to send its first task")
@@ -117,7 +153,7 @@ class CeleryStack:
             "systemd": f'bus = "{self.manager.bus_address}"',
             "celery": f'broker_url = "{self.broker_url}"\nqueues = ["celery"]\n'
                       f'worker_log = "{self.logs / "celery.log"}"',
-            "units": f'workers = ["{WORKER}"]\nbeat = "{BEAT}"\nbroker = "{BROKER}"',
+            "units": f'workers = ["{WORKER}"]\nbeat = "{BEAT}"\nbroker = "{self.broker_unit}"',
             "beat": f'schedule_file = "{self.schedule}"\nlog = "{self.logs / "celerybeat.log"}"',
             "paths": f'state_dir = "{self.root / "state"}"\naudit_log = "{self.audit_log}"',
         }

@@ -5,20 +5,18 @@ Each is reported exactly, with the runbook's severity; a healthy stack under loa
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
-from celery import Celery
 
 from healer.sandbox.stack import BEAT, BROKER, NODE, WORKER, CeleryStack, free_port
 from healer.sandbox.usermanager import wait_until
-from tests.conftest import healer
+from tests.conftest import client, diagnose, scenarios
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,27 +24,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-def diagnose(config: Path) -> tuple[int, list[dict[str, Any]]]:
-    """Exit code and findings of `healer diagnose --json`."""
-    result = healer(config, "diagnose", "--json")
-    assert result.stdout, result.stderr
-    return result.returncode, json.loads(result.stdout)["findings"]
-
-
-def scenarios(findings: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(scenario, severity) of each finding."""
-    return [(f["scenario"], f["severity"]) for f in findings]
-
-
 def config_with(stack: CeleryStack, **thresholds: float) -> Path:
     """The stack's config with some thresholds changed."""
     lines = "\n".join(f"{k} = {v}" for k, v in thresholds.items())
     return stack.config(extra=f"[thresholds]\n{lines}\n")
-
-
-def client(stack: CeleryStack) -> Any:  # noqa: ANN401 - Celery is untyped
-    """A Celery client for the sandbox's broker, to send tasks and control commands."""
-    return Celery(broker=stack.broker_url, set_as_current=False)
 
 
 def test_healthy_stack_under_load_reports_nothing_across_20_passes(stack: CeleryStack) -> None:

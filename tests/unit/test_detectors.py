@@ -517,3 +517,21 @@ def test_beat_log_schedule_error(tmp_path: Path, line: str, kind: str) -> None:
     result = logs.beat_log(path, State(), NOW)
     assert result.schedule_error == kind
     assert result.schedule_error_at == pytest.approx(NOW - 3)
+
+
+def test_not_consuming_rabbitmq_zero_consumers() -> None:
+    """RabbitMQ: a queue with messages and no consumer while the worker answers is high at once."""
+    s = snap(celery=celery((N1,), **{W1: N1}),
+             broker=BrokerState(url="amqp://x", reachable=True, queues={"celery": 3},
+                                consumers={"celery": 0}))
+    findings = worker_not_consuming.detect(s)
+    assert [(f.unit, f.severity, f.evidence["consumers"]) for f in findings] == [
+        (W1, Severity.HIGH, 0)]
+
+
+def test_not_consuming_rabbitmq_with_consumer_is_none() -> None:
+    """RabbitMQ: a backlog being consumed (one consumer) is not this scenario."""
+    s = snap(celery=celery((N1,), **{W1: N1}),
+             broker=BrokerState(url="amqp://x", reachable=True, queues={"celery": 3},
+                                consumers={"celery": 1}))
+    assert worker_not_consuming.detect(s) == []
