@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,7 +50,7 @@ class CeleryConfig(Section):
     nodes: list[str] | None = None
     broker_timeout: float = Field(default=0.5, gt=0, le=30)
     ping_timeout: float = Field(default=0.5, gt=0, le=30)
-    worker_log: Path | None = None
+    worker_log: Literal["journal"] | Path | None = None
 
 
 class UnitsConfig(Section):
@@ -70,7 +70,7 @@ class BeatConfig(Section):
     """Where beat keeps its schedule."""
 
     schedule_file: Path | None = None
-    log: Path | None = None
+    log: Literal["journal"] | Path | None = None
     max_silence: float | None = Field(default=None, gt=0)
 
 
@@ -104,6 +104,13 @@ class DatabaseConfig(Section):
     timeout: float = Field(default=0.5, gt=0, le=30)
 
 
+class JournalConfig(Section):
+    """Where to read logs set to "journal": the system journal, or a journal directory."""
+
+    directory: Path | None = None
+    scope: Literal["system", "user"] = "system"
+
+
 class AgentConfig(Section):
     """The unattended agent's loop."""
 
@@ -120,6 +127,7 @@ class Config(Section):
     paths: PathsConfig = PathsConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     database: DatabaseConfig = DatabaseConfig()
+    journal: JournalConfig = JournalConfig()
     agent: AgentConfig = AgentConfig()
 
 

@@ -44,6 +44,7 @@ class State(BaseModel):
     actions: dict[str, list[float]] = Field(default_factory=dict)
     incidents: dict[str, Incident] = Field(default_factory=dict)
     logs: dict[str, LogCursor] = Field(default_factory=dict)
+    journal_cursors: dict[str, str] = Field(default_factory=dict)
     failures: list[tuple[float, str]] = Field(default_factory=list)
     lost: list[float] = Field(default_factory=list)
     retries: dict[str, tuple[str, int]] = Field(default_factory=dict)

@@ -1,4 +1,6 @@
-"""Read what Celery wrote since the last pass; offsets live in the state store.
+"""Read what Celery logged since the last pass, from a file or from the journal.
+
+File offsets and journal cursors live in the state store, so nothing is counted twice.
 
 Worker: task failures and retries per task name (the same task id retried again and again is a
 loop), and lost pool processes (SIGKILL, WorkerLostError). Beat: when it last sent a due task,
@@ -8,9 +10,11 @@ the shortest period it keeps, and schedule-file trouble (corrupt versus locked b
 from __future__ import annotations
 
 import re
+import subprocess
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from healer.errors import ProbeError
 from healer.model import BeatLog, WorkerLog
 from healer.state import LogCursor
 
@@ -22,6 +26,8 @@ if TYPE_CHECKING:
 FIRST_READ = 64 * 1024
 MAX_READ = 1024 * 1024
 MAX_RETRY_IDS = 500
+JOURNAL_FIRST_READ = 1000
+CURSOR = "-- cursor: "
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
 _FAILED = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] raised unexpected")
 _RETRY = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] retry:")
@@ -57,6 +63,26 @@ def read_new(path: Path, state: State) -> list[str]:
     return lines[1:] if cursor is None and start > 0 else lines
 
 
+def read_journal(unit: str, state: State, directory: Path | None, scope: str) -> list[str]:
+    """Messages a unit logged to the journal since the last read (the last 1000 at first)."""
+    cursor = state.journal_cursors.get(unit)
+    argv = ["journalctl", "--no-pager", "--output=cat", "--show-cursor",
+            f"--{'user-' if scope == 'user' else ''}unit={unit}"]
+    if directory is not None:
+        argv.append(f"--directory={directory}")
+    argv += [f"--after-cursor={cursor}"] if cursor else [f"--lines={JOURNAL_FIRST_READ}"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProbeError(f"journalctl for {unit}: {exc}") from exc
+    if result.returncode != 0:
+        raise ProbeError(f"journalctl for {unit}: {result.stderr.strip()}")
+    lines = [line for line in result.stdout.splitlines() if line != "-- No entries --"]
+    if lines and lines[-1].startswith(CURSOR):
+        state.journal_cursors[unit] = lines.pop().removeprefix(CURSOR)
+    return lines
+
+
 def _when(line: str, fallback: float) -> float:
     match = _STAMP.match(line)
     if match is None:
@@ -65,9 +91,10 @@ def _when(line: str, fallback: float) -> float:
     return local.astimezone().timestamp() + int(match.group(2)) / 1000
 
 
-def worker_log(path: Path, state: State, now: float, window: float, loop: int) -> WorkerLog:
+def worker_log(lines: list[str], state: State, now: float, window: float, loop: int
+               ) -> WorkerLog:
     """Failures and retry loops per task, and lost processes, within the window."""
-    for line in read_new(path, state):
+    for line in lines:
         if failed := _FAILED.search(line):
             state.failures.append((_when(line, now), failed.group(1)))
         elif retry := _RETRY.search(line):
@@ -88,12 +115,12 @@ def worker_log(path: Path, state: State, now: float, window: float, loop: int) -
     return WorkerLog(failures=failures, retry_loops=loops, lost=len(state.lost))
 
 
-def beat_log(path: Path, state: State, now: float) -> BeatLog:
+def beat_log(lines: list[str], state: State, now: float) -> BeatLog:
     """Update what beat's log tells and return it."""
     beat = state.beat.model_copy()
     last_sent: dict[str, float] = {}
     updates: dict[str, object] = {}
-    for line in read_new(path, state):
+    for line in lines:
         at = _when(line, now)
         if sent := _DISPATCH.search(line):
             task = sent.group(1)

@@ -8,6 +8,7 @@ healthy.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from healer.model import CpuSample, Limits, Sample, Snapshot
@@ -59,6 +60,17 @@ class Prober:
         self._config = config
         self._clock = clock
 
+    def _lines(self, source: Path | str | None, units: list[str], state: State
+               ) -> list[str] | None:
+        """New lines from a log file, or from the units' journal; None when not configured."""
+        if source is None:
+            return None
+        if source == "journal":
+            journal = self._config.journal
+            return [line for unit in units
+                    for line in logs.read_journal(unit, state, journal.directory, journal.scope)]
+        return logs.read_new(Path(source), state)
+
     def snapshot(self, state: State) -> Snapshot:
         """One pass of probes; history (log offsets, backlog samples) is kept in ``state``."""
         config, now, errors = self._config, self._clock.time(), {}
@@ -88,11 +100,13 @@ class Prober:
         elif broker is not None and not depth:
             state.samples = []
         t, db = config.thresholds, config.database
-        worker_log = guarded("worker_log", partial(
-            logs.worker_log, config.celery.worker_log, state, now, t.task_window, t.retry_loop,
-        )) if config.celery.worker_log else None
-        beat_log = guarded("beat_log", partial(logs.beat_log, config.beat.log, state, now)) \
-            if config.beat.log else None
+        worker_lines = guarded("worker_log", partial(
+            self._lines, config.celery.worker_log, units.workers, state))
+        worker_log = None if worker_lines is None else logs.worker_log(
+            worker_lines, state, now, t.task_window, t.retry_loop)
+        beat_lines = guarded("beat_log", partial(
+            self._lines, config.beat.log, [units.beat] if units.beat else [], state))
+        beat_log = None if beat_lines is None else logs.beat_log(beat_lines, state, now)
         database = guarded("database", partial(check_tcp, db.host, db.port, db.timeout)) \
             if db.host and db.port else None
         usage = tuple(m for u in workers if (m := guarded("usage", partial(unit_usage, u))))

@@ -24,6 +24,9 @@ RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 NODE = "worker1@sandbox"
 
 
+_LOG_UNITS = {"celery.log": WORKER, "celerybeat.log": BEAT}
+
+
 def free_port() -> int:
     """A TCP port on the loopback nobody listens on right now."""
     with socket.socket() as sock:
@@ -37,11 +40,15 @@ class CeleryStack:
 
     The broker is redis-server (unit ``redis.service``) or, with ``broker="rabbitmq"``,
     rabbitmq-server (unit ``rabbitmq-server.service``) with its own node name, ports and epmd.
+    Worker and beat log to files, or with ``logs="journal"`` to the sandbox's journald.
     """
 
-    def __init__(self, manager: UserManager | None = None, broker: str = "redis") -> None:
+    def __init__(
+        self, manager: UserManager | None = None, broker: str = "redis", logs: str = "file"
+    ) -> None:
         self.manager = manager or UserManager()
         self.root = self.manager.root
+        self.journald = logs == "journal"
         self.port = free_port()
         self.logs = self.root / "log"
         self.schedule = self.root / "beat" / "schedule"
@@ -59,11 +66,11 @@ class CeleryStack:
         self.manager.write_unit(WORKER, self._unit(
             "Celery worker", f"{celery} worker --hostname={NODE} --concurrency=1 "
             "--loglevel=INFO --without-mingle --without-gossip -E",
-            log="celery.log", after=self.broker_unit,
+            log="celery.log", after=self.broker_unit, journal=self.journald,
         ))
         self.manager.write_unit(BEAT, self._unit(
             "Celery beat", f"{celery} beat --schedule={self.schedule} --loglevel=INFO",
-            log="celerybeat.log", after=self.broker_unit,
+            log="celerybeat.log", after=self.broker_unit, journal=self.journald,
         ))
 
     def _redis(self) -> None:
@@ -98,15 +105,17 @@ class CeleryStack:
             "rabbitmq-server for the sandbox", RABBITMQ_SERVER, log="rabbitmq.log",
         ).replace("[Service]\n", f"[Service]\n{environment}"))
 
-    def _unit(self, description: str, command: str, log: str, after: str | None = None) -> str:
+    def _unit(self, description: str, command: str, log: str, after: str | None = None,
+              journal: bool = False) -> str:
         order = f"After={after}\n" if after else ""
+        output = "journal" if journal else f"append:{self.logs / log}"
         return (
             f"[Unit]\nDescription={description}\n{order}\n"
             "[Service]\nType=simple\nRestart=no\n"
             f"WorkingDirectory={self.root}\n"
             f"Environment=HEALER_DEMO_BROKER={self.broker_url} PYTHONUNBUFFERED=1\n"
             f"ExecStart={command}\n"
-            f"StandardOutput=append:{self.logs / log}\nStandardError=append:{self.logs / log}\n"
+            f"StandardOutput={output}\nStandardError={output}\n"
         )
 
     def start(self, timeout: float = 30) -> Self:
@@ -119,7 +128,9 @@ class CeleryStack:
         return self
 
     def log(self, name: str) -> str:
-        """The contents of one of the stack's log files ('' before it exists)."""
+        """What worker (celery.log) or beat (celerybeat.log) logged, from file or journal."""
+        if self.journald and name in _LOG_UNITS:
+            return self.manager.journal_text(_LOG_UNITS[name])
         path = self.logs / name
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -149,13 +160,16 @@ class CeleryStack:
     def config(self, path: Path | None = None, extra: str = "", **sections: str) -> Path:
         """Write a healer config for this stack; ``sections`` replace whole default sections."""
         path = path or self.root / "healer.toml"
+        worker_log, beat_log = (("journal", "journal") if self.journald else
+                                (self.logs / "celery.log", self.logs / "celerybeat.log"))
         defaults = {
             "systemd": f'bus = "{self.manager.bus_address}"',
             "celery": f'broker_url = "{self.broker_url}"\nqueues = ["celery"]\n'
-                      f'worker_log = "{self.logs / "celery.log"}"',
+                      f'worker_log = "{worker_log}"',
             "units": f'workers = ["{WORKER}"]\nbeat = "{BEAT}"\nbroker = "{self.broker_unit}"',
-            "beat": f'schedule_file = "{self.schedule}"\nlog = "{self.logs / "celerybeat.log"}"',
+            "beat": f'schedule_file = "{self.schedule}"\nlog = "{beat_log}"',
             "paths": f'state_dir = "{self.root / "state"}"\naudit_log = "{self.audit_log}"',
+            "journal": f'directory = "{self.manager.journal}"\nscope = "user"',
         }
         defaults.update(sections)
         path.write_text("".join(f"[{k}]\n{v}\n\n" for k, v in defaults.items()) + extra)

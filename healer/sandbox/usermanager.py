@@ -7,6 +7,10 @@ Facts this rests on (checked on Debian 12, systemd 252, as root):
   ``init.scope``), so each sandbox starts it in a cgroup of its own. That also keeps sandboxes
   apart and lets teardown kill every process the sandbox ever started.
 - The user bus is socket-activated at $XDG_RUNTIME_DIR/bus (Debian's dbus-user-session).
+- journald tags a unit's entries from its cgroup path, which must look like a user manager's
+  (``X.slice/user@UID.service/app.slice/UNIT``): so the sandbox cgroup is named that way, and a
+  journald of its own writes (runtime journal) into ``root/journal``, read with
+  ``journalctl --directory``. /var/log/journal is masked so nothing reaches the host's journal.
 """
 
 from __future__ import annotations
@@ -30,11 +34,18 @@ if TYPE_CHECKING:
 
 PREFIX = "healer-sandbox-"
 SYSTEMD = "/usr/lib/systemd/systemd"
+JOURNALD = "/lib/systemd/systemd-journald"
 _LAUNCH = """
 set -e
+journal="$1"; shift
 for procs in "$@"; do echo $$ > "$procs"; done
 mount -t tmpfs -o mode=755 healer-sandbox /run/systemd
 mkdir -p /run/systemd/system
+mount -t tmpfs -o mode=755 healer-sandbox /run/log
+mkdir -p /run/log/journal
+mount --bind "$journal" /run/log/journal
+if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=755 healer-sandbox /var/log/journal; fi
+{journald} &
 exec {systemd} --user
 """
 
@@ -97,6 +108,18 @@ def _kill_cgroup(group: Path) -> None:
         group.rmdir()
 
 
+def _cgroups_of(proc: Path) -> str:
+    try:
+        return (proc / "cgroup").read_text()
+    except OSError:  # gone meanwhile
+        return ""
+
+
+def _members(name: str) -> list[int]:
+    """Processes, zombies awaiting their reaper included, still in a cgroup of this name."""
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if f"/{name}." in _cgroups_of(p)]
+
+
 def _owner_alive(name: str) -> bool:
     try:
         owner = int(name.removeprefix(PREFIX).split("-")[0])
@@ -127,12 +150,14 @@ def check_prerequisites() -> None:
     for tool in ("unshare", "systemctl"):
         if shutil.which(tool) is None:
             raise SandboxError(f"{tool} not found (Debian packages util-linux, systemd)")
-    if not Path(SYSTEMD).exists():
-        raise SandboxError(f"{SYSTEMD} not found (Debian package systemd)")
+    for binary in (SYSTEMD, JOURNALD):
+        if not Path(binary).exists():
+            raise SandboxError(f"{binary} not found (Debian package systemd)")
     if not Path("/usr/lib/systemd/user/dbus.socket").exists():
         raise SandboxError("no user bus socket unit (Debian package dbus-user-session)")
-    if not Path("/run/systemd").is_dir():
-        raise SandboxError("/run/systemd does not exist to mount the sandbox's tmpfs on")
+    for folder in ("/run/systemd", "/run/log"):
+        if not Path(folder).is_dir():
+            raise SandboxError(f"{folder} does not exist to mount the sandbox's tmpfs on")
 
 
 class UserManager:
@@ -148,6 +173,8 @@ class UserManager:
         self.unit_dir = self.root / "config" / "systemd" / "user"
         self.unit_dir.mkdir(parents=True)
         self.runtime.mkdir(mode=0o700)
+        self.journal = self.root / "journal"
+        self.journal.mkdir()
         self.bus_address = f"unix:path={self.runtime}/bus"
         self.env = {
             **os.environ,
@@ -155,18 +182,19 @@ class UserManager:
             "XDG_CONFIG_HOME": str(self.root / "config"),
             "DBUS_SESSION_BUS_ADDRESS": self.bus_address,
         }
-        self._cgroups = [h / self.name for h in _cgroup_hierarchies()]
+        self._slices = [h / f"{self.name}.slice" for h in _cgroup_hierarchies()]
+        self._cgroups = [s / f"user@{os.getuid()}.service" for s in self._slices]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20) -> Self:
         """Start the manager and wait until it answers on its bus."""
         for group in self._cgroups:
-            group.mkdir()
+            group.mkdir(parents=True)
         log = (self.root / "manager.log").open("wb")
         self._process = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--",
-             "/bin/sh", "-c", _LAUNCH.format(systemd=SYSTEMD), "sh",
-             *(str(g / "cgroup.procs") for g in self._cgroups)],
+             "/bin/sh", "-c", _LAUNCH.format(systemd=SYSTEMD, journald=JOURNALD), "sh",
+             str(self.journal), *(str(g / "cgroup.procs") for g in self._cgroups)],
             env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True,
         )
@@ -207,6 +235,14 @@ class UserManager:
         """daemon-reload."""
         self.systemctl("daemon-reload")
 
+    def journal_text(self, unit: str) -> str:
+        """Every message the sandbox's journald holds for a unit, one per line."""
+        result = subprocess.run(
+            ["journalctl", f"--directory={self.journal}", f"--user-unit={unit}", "-o", "cat",
+             "--no-pager"], capture_output=True, text=True, check=False, timeout=30,
+        )
+        return result.stdout
+
     def show(self, unit: str, prop: str) -> str:
         """One property of a unit, as systemctl prints it."""
         return self.systemctl("show", f"--property={prop}", "--value", unit).stdout.strip()
@@ -222,8 +258,10 @@ class UserManager:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for group in self._cgroups:
+        for group in self._slices:
             _kill_cgroup(group)
+        # Killed orphans (journald) linger as zombies until the host's init reaps them.
+        wait_until(lambda: not _members(self.name), 10, f"the processes of {self.name} to go")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Self:

@@ -211,3 +211,22 @@ def test_database_unreachable(stack: CeleryStack) -> None:
     stack.manager.systemctl("stop", "postgresql.service")
     code, findings = diagnose(config)
     assert (code, scenarios(findings)) == (2, [("database_unreachable", "high")])
+
+
+def test_task_failures_and_beat_from_the_journal() -> None:
+    """Logs in journald: task failures read from the journal once each; beat not stalled."""
+    with CeleryStack(logs="journal") as stack:
+        config = stack.config()
+        assert "Sending due task" in stack.log("celerybeat.log")
+        assert diagnose(config) == (0, [])
+        app = client(stack)
+        for _ in range(3):
+            app.send_task("demoapp.fail")
+        wait_until(lambda: stack.log("celery.log").count("raised unexpected") >= 3, 20,
+                   "failures in the journal")
+        code, findings = diagnose(config)
+        assert (code, scenarios(findings)) == (1, [("task_failures", "medium")])
+        assert findings[0]["evidence"]["failed:demoapp.fail"] == 3
+        _, again = diagnose(config)
+        assert again[0]["evidence"]["failed:demoapp.fail"] == 3
+        assert not (stack.root / "log" / "celery.log").exists()

@@ -27,8 +27,8 @@ def _cgroup_of(proc: Path) -> str:
 def _traces(name: str) -> list[str]:
     """Folders, cgroups or processes a sandbox of this name left behind."""
     found = [str(p) for p in TMP.glob(name)]
-    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{name}")]
-    found += [str(p) for p in Path("/sys/fs/cgroup").glob(name)]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{name}*")]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"{name}*")]
     found += [f"pid {p.name}" for p in Path("/proc").glob("[0-9]*") if name in _cgroup_of(p)]
     return found
 
@@ -38,7 +38,7 @@ def test_stack_runs_units_in_its_own_cgroup(stack: CeleryStack) -> None:
     for unit in (BROKER, WORKER, BEAT):
         assert stack.active(unit), unit
         group = stack.manager.show(unit, "ControlGroup")
-        assert group.startswith(f"/{stack.manager.name}/"), group
+        assert group.startswith(f"/{stack.manager.name}.slice/user@0.service/"), group
 
 
 def test_teardown_leaves_nothing_even_when_the_body_fails() -> None:

@@ -460,13 +460,14 @@ def test_worker_log_counts_once_across_reads(tmp_path: Path) -> None:
     path = tmp_path / "worker.log"
     path.write_text(failed(NOW - 30, "app.a", "id-1") + failed(NOW - 20, "app.a", "id-2"))
     state = State()
-    first = logs.worker_log(path, state, NOW, window=600, loop=3)
+    first = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
     assert first.failures == {"app.a": 2}
     with path.open("a") as handle:
         handle.write(failed(NOW - 10, "app.a", "id-3"))
-    second = logs.worker_log(path, state, NOW, window=600, loop=3)
+    second = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
     assert second.failures == {"app.a": 3}
-    assert logs.worker_log(path, state, NOW, window=600, loop=3).failures == {"app.a": 3}
+    third = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    assert third.failures == {"app.a": 3}
 
 
 def test_worker_log_rotated_file_reread(tmp_path: Path) -> None:
@@ -474,9 +475,9 @@ def test_worker_log_rotated_file_reread(tmp_path: Path) -> None:
     path = tmp_path / "worker.log"
     path.write_text("".join(failed(NOW - 50 + i, "app.a", f"id-{i}") for i in range(5)))
     state = State()
-    logs.worker_log(path, state, NOW, window=600, loop=3)
+    logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
     path.write_text(failed(NOW - 5, "app.b", "id-new"))
-    result = logs.worker_log(path, state, NOW, window=600, loop=3)
+    result = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
     assert result.failures == {"app.a": 5, "app.b": 1}
 
 
@@ -486,7 +487,8 @@ def test_worker_log_retry_loop_and_lost(tmp_path: Path) -> None:
     retry = f"{stamp(NOW - 9)} Task app.r[same-id] retry: Retry in 1s\n"
     lost = f"{stamp(NOW - 5)} Process 'ForkPoolWorker-1' pid:9 exited with 'signal 9 (SIGKILL)'\n"
     path.write_text(retry * 3 + lost)
-    result = logs.worker_log(path, State(), NOW, window=600, loop=3)
+    state = State()
+    result = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
     assert result.retry_loops == {"app.r": 3}
     assert result.lost == 1
 
@@ -501,7 +503,8 @@ def test_beat_log_shortest_period(tmp_path: Path) -> None:
     ]
     path.write_text("".join(
         f"{stamp(at)} Scheduler: Sending due task {name} (app.t)\n" for at, name in lines))
-    result = logs.beat_log(path, State(), NOW)
+    state = State()
+    result = logs.beat_log(logs.read_new(path, state), state, NOW)
     assert result.shortest_period == pytest.approx(10.0)
     assert result.last_dispatch == pytest.approx(base + 25)
 
@@ -514,7 +517,8 @@ def test_beat_log_schedule_error(tmp_path: Path, line: str, kind: str) -> None:
     """An UnpicklingError means a corrupt schedule file; EAGAIN means it is locked."""
     path = tmp_path / "beat.log"
     path.write_text(f"{stamp(NOW - 3)} {line}\n")
-    result = logs.beat_log(path, State(), NOW)
+    state = State()
+    result = logs.beat_log(logs.read_new(path, state), state, NOW)
     assert result.schedule_error == kind
     assert result.schedule_error_at == pytest.approx(NOW - 3)
 
