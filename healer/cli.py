@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -19,11 +20,15 @@ from healer.clock import Clock, SystemClock
 from healer.config import DEFAULT_CONFIG, Config, load_config
 from healer.errors import ConfigError, HealerError, ProbeError
 from healer.executor.executor import Executor
+from healer.guard.controls import Controls
 from healer.guard.guard import Guard
 from healer.model import Severity
+from healer.notify.escalator import Escalator
+from healer.notify.webhook import Webhook
 from healer.pipeline import Pipeline
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
+from healer.policy.models import PolicyFile, parse_duration
 from healer.probes.broker import broker_probe
 from healer.probes.celery import CeleryProbe
 from healer.probes.snapshot import Prober
@@ -50,17 +55,65 @@ def build_pipeline(config: Config, clock: Clock) -> Pipeline:
     broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
     systemd = DBusSystemd(config.systemd.bus, clock)
     allowed = frozenset(config.units.all())
+    audit = AuditLog(config.paths.audit_log, clock)
+    prober = Prober(systemd, broker, CeleryProbe(config.celery.broker_url,
+                                                 config.celery.ping_timeout), config, clock)
+    hook = config.escalation
+    webhook = Webhook(hook.webhook, hook.format, hook.routing_key, hook.timeout, hook.attempts,
+                      clock.sleep) if hook.webhook else None
     return Pipeline(
-        prober=Prober(systemd, broker, CeleryProbe(config.celery.broker_url,
-                                                   config.celery.ping_timeout), config, clock),
+        prober=prober,
         policy=policy,
-        guard=Guard(allowed),
-        executor=Executor(systemd, allowed, clock),
-        audit=AuditLog(config.paths.audit_log, clock),
+        guard=Guard(allowed, config.guard),
+        executor=Executor(systemd, allowed, clock, checks=prober,
+                          schedule_file=config.beat.schedule_file,
+                          workers=tuple(config.units.workers)),
+        escalator=Escalator(webhook, audit, clock, socket.gethostname()),
+        audit=audit,
         store=StateStore(config.paths.state_dir),
         clock=clock,
         new_id=new_id,
+        broker_unit=config.units.broker,
     )
+
+
+def controls(config: Config) -> Controls:
+    """Pause and resume need only the state store and the audit log."""
+    clock = SystemClock()
+    return Controls(StateStore(config.paths.state_dir), AuditLog(config.paths.audit_log, clock),
+                    clock)
+
+
+def cmd_pause(config: Config, args: argparse.Namespace) -> int:
+    """Stop acting until resumed or for a while; healer still diagnoses and records."""
+    if args.unit is not None and args.unit not in config.units.all():
+        raise ConfigError(f"--unit {args.unit}: not in [units] of {args.config_path}")
+    try:
+        duration = float(str(parse_duration(args.duration))) if args.duration else None
+    except ValueError as exc:
+        raise ConfigError(f"--for: {exc}") from exc
+    print(controls(config).pause(args.unit, duration, args.reason))
+    return EXIT_OK
+
+
+def cmd_resume(config: Config, args: argparse.Namespace) -> int:
+    """Lift pauses and close breakers."""
+    print(controls(config).resume(args.unit))
+    return EXIT_OK
+
+
+def cmd_policy_check(_config: None, args: argparse.Namespace) -> int:
+    """Validate policy files (PATH, else the config's); errors name file, line and field."""
+    path = args.path or load_config(args.config_path).paths.policies
+    rules = load_policies(path)
+    print(f"{path}: {len(rules)} rule(s) OK")
+    return EXIT_OK
+
+
+def cmd_policy_schema(_config: Config | None, _args: argparse.Namespace) -> int:
+    """Print the JSON schema of policy files."""
+    print(json.dumps(PolicyFile.model_json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
 
 
 def _print_report(report: PassReport) -> None:
@@ -149,6 +202,21 @@ def parser() -> argparse.ArgumentParser:
                                    "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
     diagnose.add_argument("--json", action="store_true", help="print the findings as JSON")
     diagnose.set_defaults(handler=cmd_diagnose)
+    pause = commands.add_parser("pause", help="stop acting (still diagnose and record)")
+    pause.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 30m, 2h")
+    pause.add_argument("--unit", help="pause only this unit")
+    pause.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    pause.set_defaults(handler=cmd_pause)
+    resume = commands.add_parser("resume", help="lift pauses and close open breakers")
+    resume.add_argument("--unit", help="only this unit")
+    resume.set_defaults(handler=cmd_resume)
+    policy = commands.add_parser("policy", help="policy files").add_subparsers(
+        dest="policy_command", required=True, metavar="COMMAND")
+    check = policy.add_parser("check", help="validate policy files (default: the config's)")
+    check.add_argument("path", nargs="?", type=Path)
+    check.set_defaults(handler=cmd_policy_check, no_config=True)
+    schema = policy.add_parser("schema", help="print the JSON schema of policy files")
+    schema.set_defaults(handler=cmd_policy_schema, no_config=True)
     return top
 
 
@@ -156,8 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: every failure is one line on stderr and a documented exit code."""
     args = parser().parse_args(argv)
     path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
+    args.config_path = path
     try:
-        config = load_config(path)
+        config = None if getattr(args, "no_config", False) else load_config(path)
         code: int = args.handler(config, args)
     except ConfigError as exc:
         print(f"healer: {exc}", file=sys.stderr)

@@ -104,6 +104,25 @@ class DatabaseConfig(Section):
     timeout: float = Field(default=0.5, gt=0, le=30)
 
 
+class GuardConfig(Section):
+    """Limits over every target at once: the budget, the storm guard, the breaker."""
+
+    budget_per_hour: int = Field(default=30, ge=1)
+    storm_share: float = Field(default=0.5, gt=0, le=1)
+    storm_max_units: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=3600, gt=0)
+
+
+class EscalationConfig(Section):
+    """Where escalations go: a webhook in one of three shapes (none: audited only)."""
+
+    webhook: str | None = None
+    format: Literal["generic", "slack", "pagerduty"] = "generic"
+    routing_key: str | None = None
+    timeout: float = Field(default=5, gt=0, le=60)
+    attempts: int = Field(default=3, ge=1, le=10)
+
+
 class JournalConfig(Section):
     """Where to read logs set to "journal": the system journal, or a journal directory."""
 
@@ -128,6 +147,8 @@ class Config(Section):
     thresholds: ThresholdsConfig = ThresholdsConfig()
     database: DatabaseConfig = DatabaseConfig()
     journal: JournalConfig = JournalConfig()
+    guard: GuardConfig = GuardConfig()
+    escalation: EscalationConfig = EscalationConfig()
     agent: AgentConfig = AgentConfig()
 
 

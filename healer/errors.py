@@ -8,7 +8,8 @@
     │   ├── NotAllowed       the unit is not in [units]; nothing was called
     │   ├── SystemdError     systemd answered a D-Bus call with an error (its name kept)
     │   └── JobFailed        a systemd job ended in a result other than done/skipped, or timed out
-    └── StateError           the state store could not be read or written
+    ├── StateError           the state store could not be read or written
+    └── NotifyError          an escalation could not be delivered
 
 Lower-level errors (dbus, redis, OS) are translated at the boundary with ``raise ... from exc``.
 """
@@ -58,3 +59,7 @@ class JobFailed(ActionError):
 
 class StateError(HealerError):
     """The state store could not be read or written."""
+
+
+class NotifyError(HealerError):
+    """An escalation could not be delivered (after retries)."""

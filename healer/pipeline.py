@@ -1,14 +1,24 @@
-"""One remediation pass: probe, detect, decide, guard, act, verify, audit."""
+"""One remediation pass: probe, detect, decide, guard, act, verify, audit.
+
+Order of work: the broker before workers before beat. While the broker is unreachable only the
+broker is acted on (it explains the rest). In a storm (too much unhealthy at once) only the
+broker is acted on, or, without a broker problem, everything is held and escalated.
+
+A rule's ladder is tried step by step: a step that did not heal hands over to the next; a step
+held by its "N within M" limit is skipped for the next; any other hold (pause, breaker,
+budget, backoff) ends the ladder for this pass. When the ladder runs out, healer escalates once
+and opens the target's breaker.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.detectors import detect
+from healer.detectors import DETECTORS, detect
 from healer.errors import ActionError, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
-from healer.model import ActionReport, Diagnosis, Finding, PassReport
-from healer.state import Incident, State
+from healer.model import ActionReport, Diagnosis, Finding, PassReport, Scenario
+from healer.state import Breaker, Incident, State
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -17,10 +27,14 @@ if TYPE_CHECKING:
     from healer.clock import Clock
     from healer.executor.executor import Executor
     from healer.guard.guard import Guard
+    from healer.notify.escalator import Escalator
     from healer.policy.engine import PolicyEngine
-    from healer.policy.models import Step
+    from healer.policy.models import Rule, Step
     from healer.probes.snapshot import Prober
     from healer.state import StateStore
+
+ACTED = frozenset({"healed", "not_healed", "failed"})
+_ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
 
 
 class Pipeline:
@@ -32,19 +46,23 @@ class Pipeline:
         policy: PolicyEngine,
         guard: Guard,
         executor: Executor,
+        escalator: Escalator,
         audit: AuditLog,
         store: StateStore,
         clock: Clock,
         new_id: Callable[[], str],
+        broker_unit: str | None = None,
     ) -> None:
         self._prober = prober
         self._policy = policy
         self._guard = guard
         self._executor = executor
+        self._escalator = escalator
         self._audit = audit
         self._store = store
         self._clock = clock
         self._new_id = new_id
+        self._broker_unit = broker_unit
 
     def run_once(self, dry_run: bool = False) -> PassReport:
         """One pass under the state lock. A dry run decides everything and changes nothing."""
@@ -54,8 +72,8 @@ class Pipeline:
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
-            actions = [a for f in findings for a in self._remediate(state, f, dry_run)]
-            acted = any(a.outcome not in _NOT_ACTED for a in actions)
+            actions = self._decide_all(state, findings, dry_run)
+            acted = any(a.outcome in ACTED for a in actions)
             remaining = detect(self._prober.snapshot(state)) if acted else findings
             if not dry_run:
                 self._close_incidents(state, remaining)
@@ -80,8 +98,18 @@ class Pipeline:
         rule = self._policy.rule_for(finding)
         if rule is None:
             return "none: no policy rule"
-        steps = " then ".join(f"{s.action} {s.unit or finding.unit}" for s in rule.ladder)
+        steps = " then ".join(f"{s.action} {self._target(s, finding) or ''}".strip()
+                              for s in rule.ladder)
         return f"{steps} (rule {rule.name})"
+
+    def _target(self, step: Step, finding: Finding) -> str | None:
+        if step.unit:
+            return step.unit
+        if step.action == "restart_broker":
+            return self._broker_unit
+        return finding.unit
+
+    # -- incidents ---------------------------------------------------------------------------
 
     def _open_incident(self, state: State, finding: Finding, dry_run: bool) -> None:
         """A new problem gets an incident id; a dry run keeps it in memory, unrecorded."""
@@ -107,46 +135,125 @@ class Pipeline:
                 duration_s=round(self._clock.time() - incident.opened, 3),
             )
 
-    def _decide(self, state: State, finding: Finding, report: ActionReport) -> ActionReport:
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _decide_all(self, state: State, findings: list[Finding], dry_run: bool
+                    ) -> list[ActionReport]:
+        """Broker first; while it is down, or in a storm, the rest waits."""
+        ordered = sorted(findings, key=lambda f: _ORDER.index(f.scenario.value))
+        broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
+                          for f in findings)
+        storm = self._guard.storm(findings, tuple(sorted(self._guard.allowed_units)))
+        self._note_storm(state, storm, dry_run)
+        reports: list[ActionReport] = []
+        for finding in ordered:
+            if finding.scenario == Scenario.BROKER_UNREACHABLE:
+                reports += self._remediate(state, finding, dry_run)
+            elif storm:
+                reports.append(self._decide(state, finding, "storm", f"storm guard: {storm}; "
+                               "acting only on the broker", dry_run))
+                if not broker_down and not dry_run:
+                    self._escalator.escalate(finding, state.incidents[finding.key],
+                                             f"storm guard: {storm}")
+            elif broker_down:
+                reports.append(self._decide(
+                    state, finding, "broker_first", "the broker is unreachable: acting on it "
+                    "first; workers and beat wait for the next pass", dry_run))
+            else:
+                reports += self._remediate(state, finding, dry_run)
+        return reports
+
+    def _note_storm(self, state: State, storm: str | None, dry_run: bool) -> None:
+        if dry_run or storm == state.storm:
+            return
+        state.storm = storm
+        self._audit.record("storm_guard", None, outcome="on" if storm else "off", reason=storm)
+
+    def _decide(self, state: State, finding: Finding, outcome: str, detail: str,
+                dry_run: bool, action: str | None = None, unit: str | None = None
+                ) -> ActionReport:
         """Audit a decision not to act; repeated identical decisions are written once."""
+        report = ActionReport.about(finding, unit or finding.unit, action, outcome, detail,
+                                    dry_run)
         incident = state.incidents[finding.key]
-        if report.dry_run or incident.last_decision != report.outcome:
-            incident.last_decision = report.outcome
+        if dry_run or incident.last_decision != outcome:
+            incident.last_decision = outcome
             self._audit.record(
                 "decision", incident.id, scenario=finding.scenario.value, unit=report.unit,
-                action=report.action, outcome=report.outcome, reason=report.detail,
-                dry_run=report.dry_run,
+                action=action, outcome=outcome, reason=detail, dry_run=dry_run,
             )
         return report
 
     def _remediate(self, state: State, finding: Finding, dry_run: bool) -> list[ActionReport]:
-        def decision(outcome: str, detail: str, action: str | None = None,
-                     unit: str | None = finding.unit) -> ActionReport:
-            return self._decide(state, finding, ActionReport.about(
-                finding, unit, action, outcome, detail, dry_run))
-
         if finding.hold:
-            return [decision("held", finding.hold)]
+            return [self._decide(state, finding, "held", finding.hold, dry_run)]
         rule = self._policy.rule_for(finding)
         if rule is None:
-            return [decision("no_policy", f"no policy rule matches {finding.key}")]
+            return [self._decide(state, finding, "no_policy",
+                                 f"no policy rule matches {finding.key}", dry_run)]
+        if (held := self._guard.open_breaker(state, finding.key, self._clock.time())) is not None:
+            return [self._decide(state, finding, "breaker_open", held, dry_run)]
+        self._escalate_if_overdue(state, finding, rule, dry_run)
+        return self._climb(state, finding, rule, dry_run)
+
+    def _escalate_if_overdue(self, state: State, finding: Finding, rule: Rule, dry_run: bool
+                             ) -> None:
+        incident = state.incidents[finding.key]
+        overdue = rule.escalate_after is not None and \
+            self._clock.time() - incident.opened >= rule.escalate_after
+        if overdue and not dry_run:
+            self._escalator.escalate(finding, incident, f"{finding.scenario.value} open for "
+                                     f"more than {rule.escalate_after:g}s (rule {rule.name})")
+
+    def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool
+               ) -> list[ActionReport]:
+        """Try the ladder; give up (escalate, open the breaker) when it runs out."""
+        if not rule.ladder:
+            return [self._decide(state, finding, "watching", f"no automatic remedy (rule "
+                                 f"{rule.name}); escalates after {rule.escalate_after:g}s",
+                                 dry_run)]
         reports = []
         for step in rule.ladder:
-            unit = step.unit or finding.unit
+            unit = self._target(step, finding)
+            if step.action == "escalate":
+                break
             verdict = self._guard.admit(step, unit, state, self._clock.time())
+            if verdict.outcome == "rate_limited":
+                reports.append(self._decide(state, finding, verdict.outcome, verdict.reason,
+                                            dry_run, step.action, unit))
+                continue
             if not verdict.allowed:
-                reports.append(decision(verdict.outcome, verdict.reason, step.action, unit))
-                break
+                reports.append(self._decide(state, finding, verdict.outcome, verdict.reason,
+                                            dry_run, step.action, unit))
+                return reports
             if dry_run:
-                reports.append(decision("dry_run", f"would {step.action} {unit} "
-                                        f"(rule {rule.name})", step.action, unit))
-                break
+                reports.append(self._decide(state, finding, "dry_run", f"would {step.action} "
+                                            f"{unit} (rule {rule.name})", dry_run,
+                                            step.action, unit))
+                return reports
             assert unit is not None  # the guard refuses a step without a unit
             report = self._act(state, finding, rule.name, step, unit)
             reports.append(report)
             if report.outcome == "healed":
-                break
+                return reports
+        tried = ", ".join(f"{r.action} {r.outcome}" for r in reports) or "nothing allowed"
+        reports.append(self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
+                                     f"({tried})", dry_run))
         return reports
+
+    def _give_up(self, state: State, finding: Finding, reason: str, dry_run: bool
+                 ) -> ActionReport:
+        """Escalate once and hold the problem (its breaker opens) until resume or cool-down."""
+        if dry_run:
+            return self._decide(state, finding, "dry_run", f"would escalate and hold "
+                                f"{finding.key}: {reason}", dry_run, "escalate")
+        incident = state.incidents[finding.key]
+        outcome = self._escalator.escalate(finding, incident, reason)
+        state.breakers[finding.key] = Breaker(opened=self._clock.time(), incident=incident.id,
+                                         reason=reason)
+        self._audit.record("breaker_opened", incident.id, scenario=finding.scenario.value,
+                           unit=finding.unit, reason=reason)
+        return ActionReport.about(finding, finding.unit, "escalate", outcome, reason)
 
     def _act(self, state: State, finding: Finding, rule: str, step: Step, unit: str
              ) -> ActionReport:
@@ -169,6 +276,3 @@ class Pipeline:
         self._audit.record("action_finished", incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
         return ActionReport.about(finding, unit, step.action, outcome, detail)
-
-
-_NOT_ACTED = frozenset({"held", "no_policy", "refused", "rate_limited", "dry_run"})

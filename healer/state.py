@@ -28,6 +28,23 @@ class Incident(BaseModel):
     id: str
     opened: float
     last_decision: str | None = None
+    escalated: bool = False
+
+
+class Breaker(BaseModel):
+    """An open circuit breaker: healer escalated and holds this target until reset or cool-down."""
+
+    opened: float
+    incident: str
+    reason: str
+
+
+class Pause(BaseModel):
+    """An operator's pause, of everything ("*") or of one unit, until a time or until resumed."""
+
+    since: float
+    until: float | None
+    reason: str
 
 
 class LogCursor(BaseModel):
@@ -51,6 +68,9 @@ class State(BaseModel):
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)
     cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
+    breakers: dict[str, Breaker] = Field(default_factory=dict)
+    pauses: dict[str, Pause] = Field(default_factory=dict)
+    storm: str | None = None
 
 
 class StateStore:

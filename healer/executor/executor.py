@@ -1,33 +1,61 @@
-"""Carry out a step through systemd, refusing any unit outside [units], then verify it."""
+"""Carry out a step through systemd (and the beat schedule's files), then verify it.
+
+The only code that changes the world. It refuses any unit outside [units] whatever it is
+asked, and every action ends in a verification: a job that is "done" is not healed.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from healer.errors import JobFailed, NotAllowed
+from healer.errors import ActionError, JobFailed, NotAllowed
 from healer.executor.verify import Outcome, settle
 from healer.systemd.backend import SUCCESSFUL_JOB_RESULTS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from healer.clock import Clock
     from healer.policy.models import Step
-    from healer.systemd import Systemd
+    from healer.systemd import JobVerb, Systemd
+
+SCHEDULE_SUFFIXES = ("", ".db", ".dat", ".bak", ".dir")
+
+
+class Checks(Protocol):
+    """The re-probes verification needs beyond systemd."""
+
+    def broker_answers(self) -> bool:
+        """Whether the broker answers now."""
+        ...
+
+    def silent_workers(self) -> list[str]:
+        """Worker units whose node does not answer a ping now."""
+        ...
 
 
 class Executor:
-    """The only code that changes the world."""
+    """Runs steps; see ``execute``."""
 
     def __init__(
         self,
         systemd: Systemd,
         allowed_units: frozenset[str],
         clock: Clock,
+        checks: Checks | None = None,
+        schedule_file: Path | None = None,
+        workers: tuple[str, ...] = (),
         job_timeout: float = 90.0,
         poll: float = 0.2,
     ) -> None:
         self._systemd = systemd
         self._allowed = allowed_units
         self._clock = clock
+        self._checks = checks
+        self._schedule = schedule_file
+        self._workers = workers
         self._job_timeout = job_timeout
         self._poll = poll
 
@@ -35,11 +63,95 @@ class Executor:
         """Run one step on one unit; raises ActionError when it cannot be carried out."""
         if unit not in self._allowed:
             raise NotAllowed(f"{unit} is not in [units]; refusing to {step.action}")
+        actions: dict[str, Callable[[str, float], Outcome]] = {
+            "restart_unit": self._restart,
+            "reset_failed": self._reset_failed,
+            "daemon_reload": self._daemon_reload,
+            "restart_broker": self._restart_broker,
+            "clear_beat_schedule": self._clear_beat_schedule,
+        }
+        if step.action not in actions:
+            raise ActionError(f"{step.action} is not an executor action")
+        return actions[step.action](unit, step.verify)
+
+    def _job(self, verb: JobVerb, unit: str) -> None:
+        result = self._systemd.job(verb, unit, self._job_timeout)
+        if result not in SUCCESSFUL_JOB_RESULTS:
+            raise JobFailed(f"{verb} of {unit} ended with job result {result!r}", result)
+
+    def _restart(self, unit: str, verify: float) -> Outcome:
         if self._systemd.unit_state(unit).result == "start-limit-hit":
             # Only then does systemd refuse a restart; resetting otherwise would erase the
             # failure (Result) that tells a crash from an operator's stop if the restart fails.
             self._systemd.reset_failed(unit)
-        result = self._systemd.job("restart", unit, self._job_timeout)
-        if result not in SUCCESSFUL_JOB_RESULTS:
-            raise JobFailed(f"restart of {unit} ended with job result {result!r}", result)
-        return settle(self._systemd, unit, step.verify, self._clock, self._poll)
+        self._job("restart", unit)
+        return settle(self._systemd, unit, verify, self._clock, self._poll)
+
+    def _reset_failed(self, unit: str, verify: float) -> Outcome:  # noqa: ARG002
+        self._systemd.reset_failed(unit)
+        state = self._systemd.unit_state(unit)
+        if state.active_state == "active":
+            return Outcome("healed", f"{unit} reset and active")
+        return Outcome("not_healed", f"{unit} reset (now {state.active_state}); it still needs "
+                                     "starting", {"active_state": state.active_state})
+
+    def _daemon_reload(self, unit: str, verify: float) -> Outcome:
+        self._systemd.reload()
+        outcome = self._restart(unit, verify)
+        return Outcome(outcome.outcome, f"daemon-reload, then {outcome.detail}", outcome.evidence)
+
+    def _wait(self, check: Callable[[], bool], seconds: float) -> bool:
+        deadline = self._clock.monotonic() + seconds
+        while not check():
+            if self._clock.monotonic() >= deadline:
+                return False
+            self._clock.sleep(self._poll)
+        return True
+
+    def _restart_broker(self, unit: str, verify: float) -> Outcome:
+        """Restart the broker, wait until it answers, then restart workers still silent."""
+        outcome = self._restart(unit, verify)
+        if not outcome.healed or self._checks is None:
+            return outcome
+        checks = self._checks
+        if not self._wait(checks.broker_answers, verify):
+            return Outcome("not_healed", f"{unit} is active but the broker does not answer")
+
+        def silent() -> list[str]:
+            return [w for w in checks.silent_workers() if w in self._allowed and w in self._workers]
+
+        def reconnecting() -> bool:  # a running worker that does not answer yet
+            return any(self._systemd.unit_state(w).active_state == "active" for w in silent())
+
+        self._wait(lambda: not reconnecting(), verify)
+        restarted = silent()
+        for worker in restarted:
+            self._restart(worker, verify)
+        detail = f"{unit} restarted and answering; workers reconnected"
+        if restarted:
+            detail += f" except {', '.join(restarted)}, restarted"
+        return Outcome("healed", detail, {"restarted_workers": ", ".join(restarted) or None})
+
+    def _clear_beat_schedule(self, unit: str, verify: float) -> Outcome:
+        """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
+        if self._schedule is None:
+            raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
+        self._job("stop", unit)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.time()))
+        moved = []
+        for suffix in SCHEDULE_SUFFIXES:
+            path = Path(f"{self._schedule}{suffix}")
+            if path.exists():
+                backup = path.with_name(f"{path.name}.healer-{stamp}")
+                try:
+                    path.rename(backup)
+                except OSError as exc:
+                    raise ActionError(f"cannot move {path} aside: {exc}") from exc
+                moved.append(str(backup))
+        if self._systemd.unit_state(unit).active_state == "failed":
+            self._systemd.reset_failed(unit)
+        self._job("start", unit)
+        outcome = settle(self._systemd, unit, verify, self._clock, self._poll)
+        return Outcome(outcome.outcome,
+                       f"schedule moved aside ({len(moved)} files), then {outcome.detail}",
+                       {**outcome.evidence, "backups": ", ".join(moved) or None})

@@ -6,7 +6,7 @@ import re
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from healer.config import UnitName
 from healer.model import Finding, Scenario, Severity
@@ -27,7 +27,11 @@ def parse_duration(value: object) -> object:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Action = Literal["restart_unit"]
+Pause = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Action = Literal[
+    "restart_unit", "reset_failed", "daemon_reload", "restart_broker", "clear_beat_schedule",
+    "escalate",
+]
 
 
 class Strict(BaseModel):
@@ -44,12 +48,19 @@ class Limit(Strict):
 
 
 class Step(Strict):
-    """One rung of a ladder: an action, on the finding's unit unless ``unit`` names another."""
+    """One rung of a ladder: an action, on the finding's unit unless ``unit`` names another.
+
+    ``verify`` is how long the result must hold to count as healed; ``limit`` caps attempts on
+    one target ("N within M"); after an attempt the next waits ``backoff``, doubled each time
+    up to ``backoff_max``.
+    """
 
     action: Action
     unit: UnitName | None = None
     verify: Duration = 5.0
     limit: Limit = Limit()
+    backoff: Pause = 0.0
+    backoff_max: Duration = 3600.0
 
 
 class Match(Strict):
@@ -58,6 +69,7 @@ class Match(Strict):
     scenario: Scenario
     unit: str = "*"
     severity: list[Severity] | None = None
+    evidence: dict[str, str | int | bool] | None = None
 
     def matches(self, finding: Finding) -> bool:
         """Whether the finding falls under this rule."""
@@ -65,15 +77,28 @@ class Match(Strict):
             finding.scenario == self.scenario
             and fnmatchcase(finding.unit or "", self.unit)
             and (self.severity is None or finding.severity in self.severity)
+            and all(finding.evidence.get(k) == v for k, v in (self.evidence or {}).items())
         )
 
 
 class Rule(Strict):
-    """A named rule: when it matches, its ladder is tried in order."""
+    """A named rule: when it matches, its ladder is tried in order.
+
+    ``escalate_after`` notifies once when the incident has been open that long, whatever the
+    ladder is doing (runbook: workers down for more than 10 minutes). A rule with no ladder only
+    watches and escalates after that time (nothing automatic, e.g. a database outage).
+    """
 
     name: str = Field(min_length=1)
     match: Match
-    ladder: list[Step] = Field(min_length=1)
+    ladder: list[Step] = Field(default_factory=list)
+    escalate_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Rule:
+        if not self.ladder and self.escalate_after is None:
+            raise ValueError("a rule needs a ladder, or escalate_after to only watch")
+        return self
 
 
 class PolicyFile(Strict):

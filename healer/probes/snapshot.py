@@ -71,6 +71,19 @@ class Prober:
                     for line in logs.read_journal(unit, state, journal.directory, journal.scope)]
         return logs.read_new(Path(source), state)
 
+    def broker_answers(self) -> bool:
+        """Whether the broker answers now (for verification after a broker restart)."""
+        return self._broker is not None and self._broker.check([]).reachable
+
+    def silent_workers(self) -> list[str]:
+        """Worker units whose node does not answer a ping now."""
+        if self._celery is None:
+            return []
+        workers = tuple(self._systemd.unit_state(n) for n in self._config.units.workers)
+        nodes = expected_nodes(workers, self._config.celery.nodes)
+        replied = self._celery.ask(nodes, backlog=False).replied or ()
+        return [unit for unit, node in nodes.items() if node not in replied]
+
     def snapshot(self, state: State) -> Snapshot:
         """One pass of probes; history (log offsets, backlog samples) is kept in ``state``."""
         config, now, errors = self._config, self._clock.time(), {}

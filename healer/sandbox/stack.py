@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -62,16 +63,28 @@ class CeleryStack:
             self.broker_unit = BROKER
             self.broker_url = f"redis://127.0.0.1:{self.port}/0"
             self._redis()
+        self.workers = [WORKER]
+        self._write_worker(WORKER, NODE, "celery.log")
         celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
-        self.manager.write_unit(WORKER, self._unit(
-            "Celery worker", f"{celery} worker --hostname={NODE} --concurrency=1 "
-            "--loglevel=INFO --without-mingle --without-gossip -E",
-            log="celery.log", after=self.broker_unit, journal=self.journald,
-        ))
         self.manager.write_unit(BEAT, self._unit(
             "Celery beat", f"{celery} beat --schedule={self.schedule} --loglevel=INFO",
             log="celerybeat.log", after=self.broker_unit, journal=self.journald,
         ))
+
+    def _write_worker(self, unit: str, node: str, log: str) -> None:
+        celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
+        self.manager.write_unit(unit, self._unit(
+            "Celery worker", f"{celery} worker --hostname={node} --concurrency=1 "
+            "--loglevel=INFO --without-mingle --without-gossip -E",
+            log=log, after=self.broker_unit, journal=self.journald,
+        ))
+
+    def add_worker(self, unit: str, node: str) -> None:
+        """Another worker unit (its own node name and log), started; the config lists it."""
+        self._write_worker(unit, node, f"{unit}.log")
+        self.workers.append(unit)
+        self.manager.reload()
+        self.manager.systemctl("start", unit)
 
     def _redis(self) -> None:
         redis = shutil.which("redis-server")
@@ -166,7 +179,8 @@ class CeleryStack:
             "systemd": f'bus = "{self.manager.bus_address}"',
             "celery": f'broker_url = "{self.broker_url}"\nqueues = ["celery"]\n'
                       f'worker_log = "{worker_log}"',
-            "units": f'workers = ["{WORKER}"]\nbeat = "{BEAT}"\nbroker = "{self.broker_unit}"',
+            "units": f"workers = {json.dumps(self.workers)}\n"
+                     f'beat = "{BEAT}"\nbroker = "{self.broker_unit}"',
             "beat": f'schedule_file = "{self.schedule}"\nlog = "{beat_log}"',
             "paths": f'state_dir = "{self.root / "state"}"\naudit_log = "{self.audit_log}"',
             "journal": f'directory = "{self.manager.journal}"\nscope = "user"',

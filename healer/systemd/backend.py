@@ -28,3 +28,7 @@ class Systemd(Protocol):
     def reset_failed(self, name: str) -> None:
         """Clear a unit's failed state (ResetFailedUnit); raises SystemdError when refused."""
         ...
+
+    def reload(self) -> None:
+        """daemon-reload (Reload); returns when it is done; raises SystemdError when refused."""
+        ...

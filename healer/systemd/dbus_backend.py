@@ -26,6 +26,7 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
 UNKNOWN = 2**64 - 1
+RELOAD_TIMEOUT = 120.0
 
 
 def bus_address(spec: str) -> str:
@@ -126,6 +127,13 @@ class DBusSystemd:
             if not context.iteration(may_block=False):
                 self._clock.sleep(_PUMP_PAUSE)
         return self._finished.pop(job)
+
+    def reload(self) -> None:
+        """Manager.Reload, which returns when the reload is done (a generous timeout)."""
+        try:
+            self._manager.Reload(timeout=RELOAD_TIMEOUT)
+        except dbus.exceptions.DBusException as exc:
+            raise _error(exc, "daemon-reload") from exc
 
     def reset_failed(self, name: str) -> None:
         """ResetFailedUnit."""

@@ -63,6 +63,12 @@ class FakeSystemd:
         self.units[name] = after
         return self.job_results.get(name, "done")
 
+    def reload(self) -> None:
+        """Record a daemon-reload."""
+        self.calls.append(("daemon-reload", ""))
+        if (err := self.errors.get(("daemon-reload", ""))) is not None:
+            raise err
+
     def reset_failed(self, name: str) -> None:
         """Failed becomes inactive with Result=success."""
         self.calls.append(("reset-failed", name))

@@ -10,11 +10,14 @@ from typing import Any
 
 from healer.audit.log import AuditLog
 from healer.clock import ManualClock
-from healer.config import Config, UnitsConfig
+from healer.config import Config, GuardConfig, UnitsConfig
 from healer.errors import SystemdError
 from healer.executor.executor import Executor
+from healer.guard.controls import Controls
 from healer.guard.guard import Guard
 from healer.model import PassReport, Scenario, UnitState
+from healer.notify.escalator import Escalator
+from healer.notify.fake import RecordingNotifier
 from healer.pipeline import Pipeline
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
@@ -43,6 +46,8 @@ class Harness:
         default_factory=lambda: UnitsConfig(workers=[W1, W2], broker=BROKER)
     )
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
 
     @property
     def audit_path(self) -> Path:
@@ -61,13 +66,15 @@ class Harness:
     def pipeline(self) -> Pipeline:
         """A fresh Pipeline wired the way the CLI wires it, over the fakes."""
         allowed = frozenset(self.units.all())
-        rules = self.rules if self.rules is not None else load_policies(SHIPPED)
+        rules = self.rules if self.rules is not None else [restart_rule()]
+        audit = AuditLog(self.audit_path, self.clock)
         return Pipeline(
             prober=Prober(self.fake, None, None, Config(units=self.units), self.clock),
             policy=PolicyEngine(rules),
-            guard=Guard(allowed),
+            guard=Guard(allowed, self.guard),
             executor=Executor(self.fake, allowed, self.clock),
-            audit=AuditLog(self.audit_path, self.clock),
+            escalator=Escalator(self.notifier, audit, self.clock, "host"),
+            audit=audit,
             store=self.store,
             clock=self.clock,
             new_id=self.new_id,
@@ -97,7 +104,7 @@ def svc(name: str, active: str = "active", result: str = "success", **kw: int) -
 
     Known memory keeps the memory probe from looking up the fake's made-up PIDs on this host.
     """
-    return unit(name, active, result, **{"memory_bytes": 64 * 2**20, **kw})
+    return unit(name, active, result, **{"memory_bytes": 64 * 2**20, "cpu_nsec": 0, **kw})
 
 
 def healthy_world() -> FakeSystemd:
@@ -227,7 +234,7 @@ def test_operator_stop_is_held_and_decided_once(tmp_path: Path) -> None:
 
 
 def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
-    """With max=2 per window, a third crash in the window is not restarted but rate_limited."""
+    """With max=2 per window, a third crash is not restarted: rate_limited, then escalated."""
     fake = healthy_world()
     harness = Harness(fake, tmp_path, rules=[restart_rule(Limit(max=2, within=600))])
     reports = []
@@ -238,10 +245,14 @@ def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
 
     assert harness.restarts() == 2
     assert [r.healthy for r in reports] == [True, True, False]
-    assert [a.outcome for a in reports[2].actions] == ["rate_limited"]
+    assert [a.outcome for a in reports[2].actions] == ["rate_limited", "escalated"]
     assert "limit of 2" in reports[2].actions[0].detail
-    last = harness.audit()[-1]
-    assert (last["event"], last["outcome"], last["unit"]) == ("decision", "rate_limited", W1)
+    decision, escalation, breaker = harness.audit()[-3:]
+    assert (decision["event"], decision["outcome"], decision["unit"]) == (
+        "decision", "rate_limited", W1)
+    assert (escalation["event"], escalation["outcome"]) == ("escalation", "delivered")
+    assert breaker["event"] == "breaker_opened"
+    assert len(harness.notifier.sent) == 1
 
 
 def test_step_on_unit_outside_allowlist_is_refused(tmp_path: Path) -> None:
@@ -286,10 +297,9 @@ def test_failed_job_is_failed(tmp_path: Path) -> None:
 
     assert harness.restarts() == 1
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["failed"]
-    finished = harness.audit()[-1]
-    assert (finished["event"], finished["outcome"], finished["error"]) == (
-        "action_finished", "failed", "failed")
+    assert [a.outcome for a in report.actions] == ["failed", "escalated"]
+    finished = next(r for r in harness.audit() if r["event"] == "action_finished")
+    assert (finished["outcome"], finished["error"]) == ("failed", "failed")
     assert "failed" in finished["detail"]
 
 
@@ -303,10 +313,10 @@ def test_crash_after_restart_is_not_healed(tmp_path: Path) -> None:
     report = harness.run()
 
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["not_healed"]
+    assert [a.outcome for a in report.actions] == ["not_healed", "escalated"]
     assert [f.unit for f in report.remaining] == [W1]
-    finished = harness.audit()[-1]
-    assert (finished["event"], finished["outcome"]) == ("action_finished", "not_healed")
+    finished = next(r for r in harness.audit() if r["event"] == "action_finished")
+    assert finished["outcome"] == "not_healed"
     assert finished["evidence"]["active_state"] == "failed"
     assert f"worker_down:{W1}" in harness.store.load().incidents
 
@@ -322,7 +332,7 @@ def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
     report = harness.run()
 
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["failed"]
+    assert [a.outcome for a in report.actions] == ["failed", "escalated"]
     events = harness.events()
     assert events[:3] == ["incident_opened", "action_started", "action_finished"]
     finished = harness.audit()[2]
@@ -342,15 +352,38 @@ def test_start_limit_hit_is_reset_before_restart(tmp_path: Path) -> None:
 
 
 def test_denied_restart_leaves_a_failure_not_an_operator_stop(tmp_path: Path) -> None:
-    """After a denied restart the worker is still failed, so the next pass tries again."""
+    """A denied restart leaves a failure, not a stop: held by the breaker, healed after resume."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
     fake.errors[("restart", W1)] = SystemdError("denied", dbus_name=ACCESS_DENIED)
     harness = Harness(fake, tmp_path)
     harness.run()
+    assert fake.units[W1].active_state == "failed"
     del fake.errors[("restart", W1)]
+    held = harness.run()
+    assert [a.outcome for a in held.actions] == ["breaker_open"]
 
+    Controls(harness.store, AuditLog(harness.audit_path, harness.clock), harness.clock).resume(None)
     report = harness.run()
 
     assert report.healthy
     assert fake.calls == [("restart", W1), ("restart", W1)]
+
+
+def test_shipped_policy_climbs_the_runbook_ladder(tmp_path: Path) -> None:
+    """Shipped worker_down policy: restart, then daemon-reload + restart, then one escalation."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.outcomes[W1] = crashed
+    harness = Harness(fake, tmp_path, rules=load_policies(SHIPPED))
+
+    report = harness.run()
+
+    assert [(a.action, a.outcome) for a in report.actions] == [
+        ("restart_unit", "not_healed"), ("daemon_reload", "not_healed"),
+        ("escalate", "escalated")]
+    assert fake.calls == [("restart", W1), ("daemon-reload", ""), ("restart", W1)]
+    assert len(harness.notifier.sent) == 1
+    again = harness.run()
+    assert [a.outcome for a in again.actions] == ["breaker_open"]
+    assert len(fake.calls) == 3

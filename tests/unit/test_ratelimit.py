@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from healer.clock import ManualClock
+from healer.config import GuardConfig
 from healer.guard import ratelimit
 from healer.guard.guard import Guard
 from healer.policy.models import Limit, Step
@@ -64,7 +65,7 @@ def test_units_and_actions_are_counted_separately() -> None:
 
 def test_guard_allows_listed_unit_within_limit() -> None:
     """A listed unit under its limit is allowed."""
-    verdict = Guard(frozenset({W1})).admit(Step(action=ACTION), W1, State(), 0.0)
+    verdict = Guard(frozenset({W1}), GuardConfig()).admit(Step(action=ACTION), W1, State(), 0.0)
     assert verdict.allowed
     assert verdict.outcome == "allowed"
 
@@ -74,7 +75,7 @@ def test_guard_rate_limits_listed_unit() -> None:
     state, clock = State(), ManualClock()
     step = Step(action=ACTION, limit=Limit(max=1, within=600))
     ratelimit.record(state, ACTION, W1, step.limit, clock.time())
-    verdict = Guard(frozenset({W1})).admit(step, W1, state, clock.time())
+    verdict = Guard(frozenset({W1}), GuardConfig()).admit(step, W1, state, clock.time())
     assert not verdict.allowed
     assert verdict.outcome == "rate_limited"
     assert "limit of 1" in verdict.reason
@@ -85,7 +86,7 @@ def test_guard_refuses_unlisted_unit_before_limits() -> None:
     state, clock = State(), ManualClock()
     step = Step(action=ACTION, limit=Limit(max=1, within=600))
     ratelimit.record(state, ACTION, W2, step.limit, clock.time())
-    verdict = Guard(frozenset({W1})).admit(step, W2, state, clock.time())
+    verdict = Guard(frozenset({W1}), GuardConfig()).admit(step, W2, state, clock.time())
     assert verdict.outcome == "refused"
     assert W2 in verdict.reason
     assert W1 in verdict.reason
@@ -93,5 +94,5 @@ def test_guard_refuses_unlisted_unit_before_limits() -> None:
 
 def test_guard_refuses_step_without_unit() -> None:
     """A step with no unit to act on is refused."""
-    verdict = Guard(frozenset({W1})).admit(Step(action=ACTION), None, State(), 0.0)
+    verdict = Guard(frozenset({W1}), GuardConfig()).admit(Step(action=ACTION), None, State(), 0.0)
     assert verdict.outcome == "refused"

@@ -1,0 +1,48 @@
+"""The operator's hand on the guard: pause and resume (which also closes breakers)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from healer.guard.guard import GLOBAL
+from healer.state import Pause
+
+if TYPE_CHECKING:
+    from healer.audit.log import AuditLog
+    from healer.clock import Clock
+    from healer.state import StateStore
+
+
+class Controls:
+    """Pause and resume, recorded in the state store and the audit log."""
+
+    def __init__(self, store: StateStore, audit: AuditLog, clock: Clock) -> None:
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+
+    def pause(self, unit: str | None, duration: float | None, reason: str) -> str:
+        """Stop acting (on one unit or everything) until resumed or for a while."""
+        now = self._clock.time()
+        until = now + duration if duration else None
+        with self._store.locked():
+            state = self._store.load()
+            state.pauses[unit or GLOBAL] = Pause(since=now, until=until, reason=reason)
+            self._store.save(state)
+        self._audit.record("paused", None, unit=unit, until=until, reason=reason)
+        scope = unit or "everything"
+        return f"paused {scope}" + (f" for {duration:g}s" if duration else " until resumed")
+
+    def resume(self, unit: str | None) -> str:
+        """Lift pauses and close open breakers (of one unit, or all)."""
+        with self._store.locked():
+            state = self._store.load()
+            pauses = [k for k in state.pauses if unit is None or k == unit]
+            breakers = [k for k in state.breakers if unit is None or k.endswith(f":{unit}")]
+            for key in pauses:
+                del state.pauses[key]
+            for key in breakers:
+                del state.breakers[key]
+            self._store.save(state)
+        self._audit.record("resumed", None, unit=unit, pauses=pauses, breakers=breakers)
+        return f"resumed: {len(pauses)} pause(s) lifted, {len(breakers)} breaker(s) closed"

@@ -1,0 +1,1 @@
+"""Escalation: telling a human, through a webhook."""
