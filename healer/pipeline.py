@@ -139,17 +139,23 @@ class Pipeline:
 
     def _decide_all(self, state: State, findings: list[Finding], dry_run: bool
                     ) -> list[ActionReport]:
-        """Broker first; while it is down, or in a storm, the rest waits."""
-        ordered = sorted(findings, key=lambda f: _ORDER.index(f.scenario.value))
-        broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
-                          for f in findings)
-        storm = self._guard.storm(findings, tuple(sorted(self._guard.allowed_units)))
-        self._note_storm(state, storm, dry_run)
+        """Broker first, then the rest afresh; while the broker is down or in a storm, wait."""
         reports: list[ActionReport] = []
-        for finding in ordered:
+        for finding in findings:
             if finding.scenario == Scenario.BROKER_UNREACHABLE:
                 reports += self._remediate(state, finding, dry_run)
-            elif storm:
+        if any(r.outcome == "healed" for r in reports):
+            findings = detect(self._prober.snapshot(state))
+            for finding in findings:
+                self._open_incident(state, finding, dry_run)
+        rest = sorted((f for f in findings if f.scenario != Scenario.BROKER_UNREACHABLE),
+                      key=lambda f: _ORDER.index(f.scenario.value))
+        broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
+                          for f in findings)
+        storm = self._guard.storm(rest, tuple(sorted(self._guard.allowed_units)))
+        self._note_storm(state, storm, dry_run)
+        for finding in rest:
+            if storm:
                 reports.append(self._decide(state, finding, "storm", f"storm guard: {storm}; "
                                "acting only on the broker", dry_run))
                 if not broker_down and not dry_run:
@@ -191,19 +197,26 @@ class Pipeline:
         if rule is None:
             return [self._decide(state, finding, "no_policy",
                                  f"no policy rule matches {finding.key}", dry_run)]
+        breaker = state.breakers.get(finding.key)
         if (held := self._guard.open_breaker(state, finding.key, self._clock.time())) is not None:
             return [self._decide(state, finding, "breaker_open", held, dry_run)]
-        self._escalate_if_overdue(state, finding, rule, dry_run)
-        return self._climb(state, finding, rule, dry_run)
+        if breaker is not None:
+            self._audit.record("breaker_closed", breaker.incident, scenario=finding.scenario.value,
+                               unit=finding.unit, reason="cool-down passed")
+        return self._escalate_if_overdue(state, finding, rule, dry_run) + \
+            self._climb(state, finding, rule, dry_run)
 
     def _escalate_if_overdue(self, state: State, finding: Finding, rule: Rule, dry_run: bool
-                             ) -> None:
+                             ) -> list[ActionReport]:
         incident = state.incidents[finding.key]
-        overdue = rule.escalate_after is not None and \
+        overdue = rule.escalate_after is not None and not incident.escalated and \
             self._clock.time() - incident.opened >= rule.escalate_after
-        if overdue and not dry_run:
-            self._escalator.escalate(finding, incident, f"{finding.scenario.value} open for "
-                                     f"more than {rule.escalate_after:g}s (rule {rule.name})")
+        if not overdue or dry_run:
+            return []
+        reason = (f"{finding.scenario.value} open for more than {rule.escalate_after:g}s "
+                  f"(rule {rule.name})")
+        outcome = self._escalator.escalate(finding, incident, reason)
+        return [ActionReport.about(finding, finding.unit, "escalate", outcome, reason)]
 
     def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                ) -> list[ActionReport]:

@@ -71,6 +71,7 @@ class State(BaseModel):
     breakers: dict[str, Breaker] = Field(default_factory=dict)
     pauses: dict[str, Pause] = Field(default_factory=dict)
     storm: str | None = None
+    spent: list[float] = Field(default_factory=list)
 
 
 class StateStore:

@@ -109,7 +109,11 @@ class Executor:
         return True
 
     def _restart_broker(self, unit: str, verify: float) -> Outcome:
-        """Restart the broker, wait until it answers, then restart workers still silent."""
+        """Restart the broker, wait until it answers and running workers have reconnected.
+
+        Workers still wrong afterwards are the pass's business: it re-probes and handles them
+        under their own rules and the guard (an operator's stop or a pause still holds).
+        """
         outcome = self._restart(unit, verify)
         if not outcome.healed or self._checks is None:
             return outcome
@@ -117,20 +121,15 @@ class Executor:
         if not self._wait(checks.broker_answers, verify):
             return Outcome("not_healed", f"{unit} is active but the broker does not answer")
 
-        def silent() -> list[str]:
-            return [w for w in checks.silent_workers() if w in self._allowed and w in self._workers]
-
-        def reconnecting() -> bool:  # a running worker that does not answer yet
-            return any(self._systemd.unit_state(w).active_state == "active" for w in silent())
+        def reconnecting() -> list[str]:  # running workers that do not answer yet
+            return [w for w in checks.silent_workers() if w in self._workers
+                    and self._systemd.unit_state(w).active_state == "active"]
 
         self._wait(lambda: not reconnecting(), verify)
-        restarted = silent()
-        for worker in restarted:
-            self._restart(worker, verify)
-        detail = f"{unit} restarted and answering; workers reconnected"
-        if restarted:
-            detail += f" except {', '.join(restarted)}, restarted"
-        return Outcome("healed", detail, {"restarted_workers": ", ".join(restarted) or None})
+        silent = reconnecting()
+        detail = f"{unit} restarted and answering; " + (
+            f"{', '.join(silent)} not reconnected" if silent else "running workers reconnected")
+        return Outcome("healed", detail, {"silent_workers": ", ".join(silent) or None})
 
     def _clear_beat_schedule(self, unit: str, verify: float) -> Outcome:
         """Stop beat, move every schedule file aside to a timestamped backup, start beat."""

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from healer.policy.models import Step
     from healer.state import State
 
-HOUR = 3600.0
 GLOBAL = "*"
 
 
@@ -70,7 +69,7 @@ class Guard:
         return Verdict("paused", paused) if paused else None
 
     def _budget(self, _step: Step, _unit: str, state: State, now: float) -> Verdict | None:
-        spent = sum(1 for times in state.actions.values() for t in times if now - t < HOUR)
+        spent = len(ratelimit.spent(state, now))
         if spent < self._config.budget_per_hour:
             return None
         return Verdict("budget", f"{spent} actions in the last hour reach the budget of "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+HOUR = 3600.0
+
 if TYPE_CHECKING:
     from healer.policy.models import Limit
     from healer.state import State
@@ -32,5 +34,11 @@ def exceeded(state: State, action: str, unit: str, limit: Limit, now: float) -> 
 
 
 def record(state: State, action: str, unit: str, limit: Limit, now: float) -> None:
-    """Count one attempt (and forget attempts that left every window)."""
+    """Count one attempt for its step's limit and for the hourly budget."""
     state.actions[key(action, unit)] = [*recent(state, action, unit, limit.within, now), now]
+    state.spent = [*spent(state, now), now]
+
+
+def spent(state: State, now: float) -> list[float]:
+    """Times of every action in the last hour, whatever its step (the budget's window)."""
+    return [t for t in state.spent if now - t < HOUR]

@@ -51,9 +51,9 @@ class FakeSystemd:
         if (err := self.errors.get((verb, name))) is not None:
             raise err
         before = self.unit_state(name)
-        if verb == "stop":
-            after = before.model_copy(update={"active_state": "inactive", "sub_state": "dead",
-                                              "main_pid": 0})
+        if verb == "stop":  # like systemd, stopping a failed unit leaves it failed
+            after = before if before.active_state == "failed" else before.model_copy(
+                update={"active_state": "inactive", "sub_state": "dead", "main_pid": 0})
         else:
             self._next_pid += 1
             running = before.model_copy(update={"active_state": "active", "sub_state": "running",

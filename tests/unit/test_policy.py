@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from healer.errors import ConfigError
 from healer.model import Finding, Scenario, Severity
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_file, load_policies
-from healer.policy.models import Limit, Match, Rule, Step, parse_duration
+from healer.policy.models import Limit, Match, PolicyFile, Rule, Step, parse_duration
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 
@@ -299,3 +300,9 @@ def test_duplicate_key_is_an_error_on_its_line(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"dup\.yaml:5: ladder: duplicate key"):
         load_file(path)
+
+
+def test_shipped_json_schema_matches_the_models() -> None:
+    """policies/policy.schema.json is exactly the schema the models export (kept in sync)."""
+    shipped = json.loads((SHIPPED / "policy.schema.json").read_text())
+    assert shipped == PolicyFile.model_json_schema()
