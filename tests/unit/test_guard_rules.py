@@ -7,194 +7,30 @@ the world; the audit log and state store are real.
 
 from __future__ import annotations
 
-import itertools
-import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from healer.audit.log import AuditLog
-from healer.clock import ManualClock
-from healer.config import CeleryConfig, Config, GuardConfig, UnitsConfig
-from healer.executor.executor import Executor
-from healer.guard.controls import Controls
-from healer.guard.guard import Guard
-from healer.model import BrokerState, CeleryState, PassReport, Scenario, UnitState
-from healer.notify.escalator import Escalator
+from healer.config import GuardConfig
+from healer.model import Scenario
 from healer.notify.fake import RecordingNotifier
-from healer.pipeline import Pipeline
-from healer.policy.engine import PolicyEngine
 from healer.policy.models import Limit, Match, Rule, Step
-from healer.probes.celery import CeleryProbe
-from healer.probes.snapshot import Prober
-from healer.state import StateStore
-from healer.systemd.fake import FakeSystemd, unit
+from tests.unit.harness import (
+    BROKER,
+    W1,
+    W2,
+    W3,
+    FakeCelery,
+    Harness,
+    broker_down,
+    broker_rule,
+    crashed,
+    outcomes,
+    restart_rule,
+    svc,
+    world,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-W1 = "celery-w1.service"
-W2 = "celery-w2.service"
-W3 = "celery-w3.service"
-BROKER = "redis.service"
-BROKER_URL = "redis://127.0.0.1:6379/0"
-NODES = ["w1@app", "w2@app", "w3@app"]
-
-
-class FakeBroker:
-    """A broker probe whose answer the test sets: reachable, or refused."""
-
-    def __init__(self, reachable: bool = False) -> None:
-        self.reachable = reachable
-
-    def check(self, queues: list[str]) -> BrokerState:  # noqa: ARG002
-        """Reachable with empty queues, or refused."""
-        if self.reachable:
-            return BrokerState(url=BROKER_URL, reachable=True, latency_ms=1.0)
-        return BrokerState(url=BROKER_URL, reachable=False, error_kind="refused",
-                           error="Connection refused")
-
-    def restarted(self, state: UnitState) -> UnitState:
-        """As FakeSystemd's outcome of the broker unit's restart: the broker answers again."""
-        self.reachable = True
-        return state
-
-
-class FakeCelery(CeleryProbe):
-    """Ping answered by every expected node except those of the ``silent`` units."""
-
-    def __init__(self, *silent: str) -> None:
-        super().__init__(BROKER_URL, 0.5)
-        self.silent = set(silent)
-
-    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:  # noqa: ARG002
-        """Every node replies but the silent units' nodes."""
-        return CeleryState(nodes=nodes, replied=tuple(
-            node for name, node in nodes.items() if name not in self.silent))
-
-
-@dataclass
-class Harness:
-    """Three workers and a broker in [units]; pipelines wired as the CLI wires them."""
-
-    fake: FakeSystemd
-    root: Path
-    rules: list[Rule] = field(default_factory=lambda: [restart_rule()])
-    clock: ManualClock = field(default_factory=ManualClock)
-    units: UnitsConfig = field(
-        default_factory=lambda: UnitsConfig(workers=[W1, W2, W3], broker=BROKER)
-    )
-    guard: GuardConfig = field(default_factory=GuardConfig)
-    notifier: RecordingNotifier | None = field(default_factory=RecordingNotifier)
-    broker: FakeBroker | None = None
-    celery: FakeCelery | None = None
-    checks: bool = False
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def audit_path(self) -> Path:
-        """Where the audit log is written."""
-        return self.root / "log" / "audit.jsonl"
-
-    @property
-    def store(self) -> StateStore:
-        """The state store under root."""
-        return StateStore(self.root / "state")
-
-    def new_id(self) -> str:
-        """Incident ids from a counter: inc-1, inc-2, ..."""
-        return f"inc-{next(self.ids)}"
-
-    def pipeline(self) -> Pipeline:
-        """A fresh Pipeline over the fakes, wired the way the CLI wires it.
-
-        Unless ``checks`` is set the executor has no re-probes (restart_broker then restarts
-        only the broker, verified through systemd alone); the CLI passes the prober.
-        """
-        allowed = frozenset(self.units.all())
-        audit = AuditLog(self.audit_path, self.clock)
-        config = Config(units=self.units, celery=CeleryConfig(nodes=NODES))
-        prober = Prober(self.fake, self.broker, self.celery, config, self.clock)
-        return Pipeline(
-            prober=prober,
-            policy=PolicyEngine(self.rules),
-            guard=Guard(allowed, self.guard),
-            executor=Executor(self.fake, allowed, self.clock,
-                              checks=prober if self.checks else None,
-                              workers=tuple(self.units.workers)),
-            escalator=Escalator(self.notifier, audit, self.clock, "host"),
-            audit=audit,
-            store=self.store,
-            clock=self.clock,
-            new_id=self.new_id,
-            broker_unit=self.units.broker,
-        )
-
-    def run(self) -> PassReport:
-        """One pass with a new Pipeline."""
-        return self.pipeline().run_once()
-
-    def controls(self) -> Controls:
-        """Pause and resume over the same state store and audit log."""
-        return Controls(self.store, AuditLog(self.audit_path, self.clock), self.clock)
-
-    def audit(self, event: str | None = None) -> list[dict[str, Any]]:
-        """The audit records written so far (only those of ``event`` when given)."""
-        if not self.audit_path.exists():
-            return []
-        records = [json.loads(line) for line in self.audit_path.read_text().splitlines()]
-        return [r for r in records if event is None or r["event"] == event]
-
-    def sent(self) -> list[str]:
-        """The unit of every alert the notifier delivered."""
-        assert self.notifier is not None
-        return [alert.unit or "-" for alert in self.notifier.sent]
-
-    def at(self, when: float) -> None:
-        """Move the clock to an absolute time."""
-        self.clock.advance(when - self.clock.time())
-
-
-def svc(name: str, active: str = "active", result: str = "success", **kw: int) -> UnitState:
-    """A unit with its cgroup memory known (so no PID is looked up on this host)."""
-    return unit(name, active, result, **{"memory_bytes": 64 * 2**20, "cpu_nsec": 0, **kw})
-
-
-def world(*failed: str) -> FakeSystemd:
-    """Three workers and the broker, the named units failed (killed by a signal)."""
-    return FakeSystemd(*(svc(n, "failed", "signal") if n in failed else svc(n)
-                         for n in (W1, W2, W3, BROKER)))
-
-
-def crashed(state: UnitState) -> UnitState:
-    """What a worker whose process exits at once looks like after its restart."""
-    return state.model_copy(update={"active_state": "failed", "sub_state": "failed",
-                                    "result": "exit-code", "exec_main_status": 1,
-                                    "main_pid": 0})
-
-
-def restart_rule(limit: Limit | None = None, backoff: float = 0.0) -> Rule:
-    """A worker_down rule with one restart step."""
-    step = Step(action="restart_unit", verify=5, limit=limit or Limit(), backoff=backoff)
-    return Rule(name="test-restart", match=Match(scenario=Scenario.WORKER_DOWN), ladder=[step])
-
-
-def broker_rule() -> Rule:
-    """A broker_unreachable rule restarting the broker."""
-    return Rule(name="test-broker", match=Match(scenario=Scenario.BROKER_UNREACHABLE),
-                ladder=[Step(action="restart_broker", verify=5)])
-
-
-def broker_down(fake: FakeSystemd) -> FakeBroker:
-    """An unreachable broker that answers again once its unit is restarted."""
-    broker = FakeBroker(reachable=False)
-    fake.outcomes[BROKER] = broker.restarted
-    return broker
-
-
-def outcomes(report: PassReport) -> list[tuple[str | None, str]]:
-    """(unit, outcome) of every action of a report."""
-    return [(a.unit, a.outcome) for a in report.actions]
-
 
 # -- storm and broker first ------------------------------------------------------------------
 

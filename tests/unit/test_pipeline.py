@@ -2,109 +2,29 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from healer.audit.log import AuditLog
-from healer.clock import ManualClock
-from healer.config import Config, GuardConfig, UnitsConfig
+from healer.config import UnitsConfig
 from healer.errors import SystemdError
-from healer.executor.executor import Executor
 from healer.guard.controls import Controls
-from healer.guard.guard import Guard
-from healer.model import PassReport, Scenario, UnitState
-from healer.notify.escalator import Escalator
-from healer.notify.fake import RecordingNotifier
-from healer.pipeline import Pipeline
-from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
-from healer.policy.models import Limit, Match, Rule, Step
-from healer.probes.snapshot import Prober
-from healer.state import StateStore
-from healer.systemd.fake import FakeSystemd, unit
+from healer.policy.models import Limit
+from healer.systemd.fake import FakeSystemd
+from tests.unit.harness import BROKER, W1, W2, Harness, crashed, restart_rule, svc
+
+if TYPE_CHECKING:
+    from healer.model import UnitState
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
-W1 = "celery-w1.service"
-W2 = "celery-w2.service"
-BROKER = "redis.service"
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 ACTION_FIELDS = {"scenario", "unit", "action", "outcome", "dry_run"}
 
 
-@dataclass
-class Harness:
-    """A fake world (systemd, clock, files under root) and a way to build pipelines over it."""
-
-    fake: FakeSystemd
-    root: Path
-    rules: list[Rule] | None = None
-    clock: ManualClock = field(default_factory=ManualClock)
-    units: UnitsConfig = field(
-        default_factory=lambda: UnitsConfig(workers=[W1, W2], broker=BROKER)
-    )
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    guard: GuardConfig = field(default_factory=GuardConfig)
-    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
-
-    @property
-    def audit_path(self) -> Path:
-        """Where the audit log is written."""
-        return self.root / "log" / "audit.jsonl"
-
-    @property
-    def store(self) -> StateStore:
-        """The state store under root."""
-        return StateStore(self.root / "state")
-
-    def new_id(self) -> str:
-        """Incident ids from a counter: inc-1, inc-2, ..."""
-        return f"inc-{next(self.ids)}"
-
-    def pipeline(self) -> Pipeline:
-        """A fresh Pipeline wired the way the CLI wires it, over the fakes."""
-        allowed = frozenset(self.units.all())
-        rules = self.rules if self.rules is not None else [restart_rule()]
-        audit = AuditLog(self.audit_path, self.clock)
-        return Pipeline(
-            prober=Prober(self.fake, None, None, Config(units=self.units), self.clock),
-            policy=PolicyEngine(rules),
-            guard=Guard(allowed, self.guard),
-            executor=Executor(self.fake, allowed, self.clock),
-            escalator=Escalator(self.notifier, audit, self.clock, "host"),
-            audit=audit,
-            store=self.store,
-            clock=self.clock,
-            new_id=self.new_id,
-        )
-
-    def run(self, dry_run: bool = False) -> PassReport:
-        """One pass with a new Pipeline."""
-        return self.pipeline().run_once(dry_run=dry_run)
-
-    def audit(self) -> list[dict[str, Any]]:
-        """Every audit record written so far."""
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
-
-    def events(self) -> list[str]:
-        """The event names of the audit records, in order."""
-        return [r["event"] for r in self.audit()]
-
-    def restarts(self) -> int:
-        """How many restart jobs were queued on the fake."""
-        return sum(1 for verb, _ in self.fake.calls if verb == "restart")
-
-
-def svc(name: str, active: str = "active", result: str = "success", **kw: int) -> UnitState:
-    """A unit as FakeSystemd's ``unit`` makes it, with its cgroup memory known.
-
-    Known memory keeps the memory probe from looking up the fake's made-up PIDs on this host.
-    """
-    return unit(name, active, result, **{"memory_bytes": 64 * 2**20, "cpu_nsec": 0, **kw})
+def two_workers(fake: FakeSystemd, root: Path, **kw: Any) -> Harness:  # noqa: ANN401
+    """The harness with two workers and the broker in [units]."""
+    return Harness(fake, root, units=UnitsConfig(workers=[W1, W2], broker=BROKER), **kw)
 
 
 def healthy_world() -> FakeSystemd:
@@ -112,22 +32,9 @@ def healthy_world() -> FakeSystemd:
     return FakeSystemd(svc(W1), svc(W2), svc(BROKER))
 
 
-def crashed(state: UnitState) -> UnitState:
-    """What a worker whose process exits at once looks like after its restart."""
-    return state.model_copy(update={"active_state": "failed", "sub_state": "failed",
-                                    "result": "exit-code", "exec_main_status": 1,
-                                    "main_pid": 0})
-
-
-def restart_rule(limit: Limit | None = None, unit_name: str | None = None) -> Rule:
-    """A worker_down rule with one restart step."""
-    step = Step(action="restart_unit", unit=unit_name, verify=5, limit=limit or Limit())
-    return Rule(name="test-restart", match=Match(scenario=Scenario.WORKER_DOWN), ladder=[step])
-
-
 def test_healthy_world_does_nothing(tmp_path: Path) -> None:
     """With every unit running, the pass is healthy, calls nothing and audits nothing."""
-    harness = Harness(healthy_world(), tmp_path)
+    harness = two_workers(healthy_world(), tmp_path)
     report = harness.run()
     assert report.healthy
     assert report.findings == ()
@@ -139,7 +46,7 @@ def test_failed_worker_is_restarted_and_audited(tmp_path: Path) -> None:
     """A failed worker is restarted (no reset needed) and verified; the audit tells it in order."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal", exec_main_status=9)
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
 
     report = harness.run()
 
@@ -176,7 +83,7 @@ def test_intent_is_durable_before_the_job_runs(tmp_path: Path) -> None:
     """action_started and the rate-limit attempt are on disk before the restart job is queued."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
     seen: list[tuple[list[str], int]] = []
 
     def look(state: UnitState) -> UnitState:
@@ -193,7 +100,7 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     """A dry run calls nothing, is not healthy, writes a dry_run decision and no state file."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
 
     report = harness.run(dry_run=True)
 
@@ -216,7 +123,7 @@ def test_operator_stop_is_held_and_decided_once(tmp_path: Path) -> None:
     """A cleanly stopped worker is held, untouched; a second identical pass adds no record."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "inactive", "success")
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
 
     first = harness.run()
     harness.clock.advance(30)
@@ -236,7 +143,7 @@ def test_operator_stop_is_held_and_decided_once(tmp_path: Path) -> None:
 def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
     """With max=2 per window, a third crash is not restarted: rate_limited, then escalated."""
     fake = healthy_world()
-    harness = Harness(fake, tmp_path, rules=[restart_rule(Limit(max=2, within=600))])
+    harness = two_workers(fake, tmp_path, rules=[restart_rule(Limit(max=2, within=600))])
     reports = []
     for _ in range(3):
         fake.units[W1] = svc(W1, "failed", "signal")
@@ -252,14 +159,14 @@ def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
         "decision", "rate_limited", W1)
     assert (escalation["event"], escalation["outcome"]) == ("escalation", "delivered")
     assert breaker["event"] == "breaker_opened"
-    assert len(harness.notifier.sent) == 1
+    assert len(harness.sent()) == 1
 
 
 def test_step_on_unit_outside_allowlist_is_refused(tmp_path: Path) -> None:
     """A policy step naming a unit outside [units] is refused and nothing is called."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
-    harness = Harness(fake, tmp_path, rules=[restart_rule(unit_name="postgresql.service")])
+    harness = two_workers(fake, tmp_path, rules=[restart_rule(unit_name="postgresql.service")])
 
     report = harness.run()
 
@@ -274,7 +181,7 @@ def test_finding_without_policy_is_decided_no_policy(tmp_path: Path) -> None:
     """With no rule for the finding nothing is called and the decision is no_policy."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
-    harness = Harness(fake, tmp_path, rules=[])
+    harness = two_workers(fake, tmp_path, rules=[])
 
     report = harness.run()
 
@@ -291,7 +198,7 @@ def test_failed_job_is_failed(tmp_path: Path) -> None:
     # FakeSystemd applies a job's state change whatever job_results says; a real failed restart
     # leaves the unit failed, so say so.
     fake.outcomes[W1] = crashed
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
 
     report = harness.run()
 
@@ -308,7 +215,7 @@ def test_crash_after_restart_is_not_healed(tmp_path: Path) -> None:
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
     fake.outcomes[W1] = crashed
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
 
     report = harness.run()
 
@@ -327,7 +234,7 @@ def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
     fake.units[W1] = svc(W1, "failed", "signal")
     fake.errors[("restart", W1)] = SystemdError(
         f"restart {W1}: {ACCESS_DENIED}: denied", dbus_name=ACCESS_DENIED)
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
 
     report = harness.run()
 
@@ -346,7 +253,7 @@ def test_start_limit_hit_is_reset_before_restart(tmp_path: Path) -> None:
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "start-limit-hit")
 
-    Harness(fake, tmp_path).run()
+    two_workers(fake, tmp_path).run()
 
     assert fake.calls == [("reset-failed", W1), ("restart", W1)]
 
@@ -356,7 +263,7 @@ def test_denied_restart_leaves_a_failure_not_an_operator_stop(tmp_path: Path) ->
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
     fake.errors[("restart", W1)] = SystemdError("denied", dbus_name=ACCESS_DENIED)
-    harness = Harness(fake, tmp_path)
+    harness = two_workers(fake, tmp_path)
     harness.run()
     assert fake.units[W1].active_state == "failed"
     del fake.errors[("restart", W1)]
@@ -375,7 +282,7 @@ def test_shipped_policy_climbs_the_runbook_ladder(tmp_path: Path) -> None:
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
     fake.outcomes[W1] = crashed
-    harness = Harness(fake, tmp_path, rules=load_policies(SHIPPED))
+    harness = two_workers(fake, tmp_path, rules=load_policies(SHIPPED))
 
     report = harness.run()
 
@@ -383,7 +290,7 @@ def test_shipped_policy_climbs_the_runbook_ladder(tmp_path: Path) -> None:
         ("restart_unit", "not_healed"), ("daemon_reload", "not_healed"),
         ("escalate", "escalated")]
     assert fake.calls == [("restart", W1), ("daemon-reload", ""), ("restart", W1)]
-    assert len(harness.notifier.sent) == 1
+    assert len(harness.sent()) == 1
     again = harness.run()
     assert [a.outcome for a in again.actions] == ["breaker_open"]
     assert len(fake.calls) == 3
