@@ -12,9 +12,11 @@ import os
 import socket
 import sys
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.clock import Clock, SystemClock
 from healer.config import DEFAULT_CONFIG, Config, load_config
@@ -177,6 +179,90 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
     return code
 
 
+def _audit_filters(args: argparse.Namespace) -> review.Filters:
+    now = datetime.now(timezone.utc)
+    return review.Filters(
+        since=review.moment(args.since, now) if args.since else None,
+        until=review.moment(args.until, now) if args.until else None,
+        unit=args.unit, scenario=args.scenario, outcome=args.outcome,
+    )
+
+
+def _audit_path(config: Config | None, args: argparse.Namespace) -> Path:
+    if args.log is not None:
+        return Path(args.log)
+    return (config or load_config(args.config_path)).paths.audit_log
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_audit_verify(_config: None, args: argparse.Namespace) -> int:
+    """Check the hash chain; exit 1 naming the first bad record."""
+    verdict = review.verify(_audit_path(None, args))
+    if args.json:
+        print(json.dumps(verdict.__dict__))
+    elif verdict.ok:
+        torn = f"; torn tail of {verdict.torn} bytes, set aside at the next write"
+        print(f"OK: {verdict.records} records chained ({verdict.first_ts} .. {verdict.last_ts})"
+              + (torn if verdict.torn else ""))
+    else:
+        print(f"BROKEN after {verdict.records} good records: {verdict.bad}")
+    return EXIT_OK if verdict.ok else EXIT_UNHEALTHY
+
+
+def _incidents(args: argparse.Namespace) -> list[review.Incident]:
+    filters = _audit_filters(args)
+    return review.incidents(review.select(_audit_path(None, args), filters), filters.outcome)
+
+
+def cmd_audit_show(_config: None, args: argparse.Namespace) -> int:
+    """One incident's full timeline with evidence."""
+    found = [i for i in _incidents(args) if i.id == args.incident]
+    if not found:
+        raise ConfigError(f"no incident {args.incident!r} in {_audit_path(None, args)}")
+    records = found[0].records
+    if args.json:
+        print(json.dumps(records))
+        return EXIT_OK
+    for r in records:
+        extra = r.get("detail") or r.get("reason") or r.get("summary") or ""
+        print(f"{r['ts']}  {r['event']:<17} {r.get('outcome') or '':<12} "
+              f"{r.get('action') or '':<19} {r.get('unit') or '':<28} {extra}")
+        if r.get("evidence"):
+            print(f"{'':26}evidence: {json.dumps(r['evidence'])}")
+    return EXIT_OK
+
+
+def cmd_audit_stats(_config: None, args: argparse.Namespace) -> int:
+    """Actions and mean time to heal per scenario and unit."""
+    rows = review.stats(_incidents(args))
+    if args.json:
+        print(json.dumps(rows))
+    elif rows:
+        _table([["SCENARIO", "UNIT", "INCIDENTS", "ACTIONS", "HEALED", "MEAN TIME TO HEAL"]]
+               + [[str(r["scenario"]), r["unit"], str(r["incidents"]), str(r["actions"]),
+                   str(r["healed"]), "-" if r["mean_time_to_heal_s"] is None
+                   else f"{r['mean_time_to_heal_s']:.1f}s"] for r in rows])
+    return EXIT_OK
+
+
+def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
+    """Incidents: first seen, scenario, units, steps taken, outcome, time to heal."""
+    found = _incidents(args)
+    if args.json:
+        print(json.dumps([i.summary() for i in found]))
+    elif found:
+        _table([["INCIDENT", "FIRST SEEN", "SCENARIO", "UNITS", "STEPS", "OUTCOME", "HEALED IN"]]
+               + [[i.id, i.first_seen, i.scenario or "-", ",".join(sorted(i.units)) or "-",
+                   " ".join(i.steps) or "-", i.outcome,
+                   "-" if i.time_to_heal is None else f"{i.time_to_heal:.1f}s"] for i in found])
+    return EXIT_OK
+
+
 def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     """One pass; exit 0 when healthy at the end, 1 when not."""
     report = build_pipeline(config, SystemClock()).run_once(dry_run=args.dry_run)
@@ -217,6 +303,22 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_policy_check, no_config=True)
     schema = policy.add_parser("schema", help="print the JSON schema of policy files")
     schema.set_defaults(handler=cmd_policy_schema, no_config=True)
+    audit = commands.add_parser("audit", help="review the audit log").add_subparsers(
+        dest="audit_command", required=True, metavar="COMMAND")
+    for name, handler in (("list", cmd_audit_list), ("show", cmd_audit_show),
+                          ("stats", cmd_audit_stats), ("verify", cmd_audit_verify)):
+        sub = audit.add_parser(name, help=(handler.__doc__ or "").rstrip("."))
+        if name == "show":
+            sub.add_argument("incident")
+        if name != "verify":
+            sub.add_argument("--since", help="a date/time or a duration ago (2h)")
+            sub.add_argument("--until", help="a date/time or a duration ago")
+            sub.add_argument("--unit")
+            sub.add_argument("--scenario")
+            sub.add_argument("--outcome", help="healed, resolved, held, escalated, open")
+        sub.add_argument("--log", help="read this audit log instead of the config's")
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=handler, no_config=True)
     return top
 
 

@@ -1,18 +1,24 @@
-"""Append-only JSON Lines through structlog; each record is flushed and fsynced when written.
+"""Append-only, hash-chained JSON Lines through structlog; every record fsynced when written.
 
 Every record has ``ts``, ``event`` and ``incident``; action records add ``scenario``, ``unit``,
-``action``, ``outcome`` and ``dry_run`` (see DESIGN.md). Intent is written before an action
-starts, so a crash mid-action still leaves a trace of it.
+``action``, ``outcome`` and ``dry_run`` (see DESIGN.md); each is chained to the one before by
+``prev`` and ``hash``. Intent is written before an action starts, so a crash mid-action still
+leaves a trace of it. Writers hold an exclusive lock on the file while they read the last hash
+and append, so the agent and an operator's command never fork the chain. A torn last line (a
+crash mid-write) is moved to ``<log>.torn`` and recorded, never silently dropped.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from healer.audit import chain, files
 from healer.errors import StateError
 
 if TYPE_CHECKING:
@@ -22,24 +28,45 @@ if TYPE_CHECKING:
     from healer.clock import Clock
 
 
-class _SyncedLines:
-    """A structlog logger that appends each rendered line and fsyncs it."""
+class _ChainedLines:
+    """The structlog sink: chains, renders, appends and fsyncs one record under a lock."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
 
-    def msg(self, line: str) -> None:
-        """Append one line durably."""
+    def msg(self, **record: Any) -> None:  # noqa: ANN401 - a record's values are JSON values
+        """Append one record durably."""
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
-                os.write(fd, (line + "\n").encode())
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._set_aside_torn_tail(fd, record["ts"])
+                self._append(fd, record)
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise StateError(f"cannot write audit log {self._path}: {exc}") from exc
+
+    def _append(self, fd: int, record: dict[str, Any]) -> None:
+        last = files.last_line(self._path)
+        prev = json.loads(last).get("hash") if last else None
+        sealed = chain.seal(record, prev)
+        os.write(fd, (json.dumps(sealed, ensure_ascii=False) + "\n").encode())
+
+    def _set_aside_torn_tail(self, fd: int, ts: str) -> None:
+        torn = files.torn_tail(self._path)
+        if not torn:
+            return
+        keep = self._path.with_name(self._path.name + ".torn")
+        with keep.open("ab") as side:
+            side.write(torn + b"\n")
+            side.flush()
+            os.fsync(side.fileno())
+        os.ftruncate(fd, os.fstat(fd).st_size - len(torn))
+        self._append(fd, {"ts": ts, "event": "torn_tail_set_aside", "incident": None,
+                          "bytes": len(torn), "kept_in": str(keep)})
 
 
 class AuditLog:
@@ -49,9 +76,7 @@ class AuditLog:
         self.path = path
         self._clock = clock
         self._log = structlog.wrap_logger(
-            _SyncedLines(path),
-            processors=[self._stamp, structlog.processors.JSONRenderer()],
-            wrapper_class=structlog.BoundLogger,
+            _ChainedLines(path), processors=[self._stamp], wrapper_class=structlog.BoundLogger,
         )
 
     def _stamp(

@@ -1,0 +1,186 @@
+"""Reading the audit log after an incident: select, group into incidents, summarise, verify.
+
+Selection is fast on large logs: the time window is compared on the raw ``ts`` prefix and the
+unit and scenario as quoted substrings before any line is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from healer.audit import chain, files
+from healer.errors import ConfigError
+from healer.policy.models import parse_duration
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
+_TS_PREFIX = b'{"ts": "'
+_TS_LEN = len("2026-01-01T00:00:00.000Z")
+_DATE = re.compile(r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?Z?$")
+
+
+def moment(text: str, now: datetime) -> str:
+    """An ISO date or time, or a duration meaning that long ago, as a record's ``ts``."""
+    if _DATE.match(text):
+        when = datetime.fromisoformat(text.rstrip("Z").replace(" ", "T"))
+        when = when.replace(tzinfo=timezone.utc)
+    else:
+        try:
+            ago = parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(f"{text!r} is neither a date (2026-11-24T16:00) nor a duration "
+                              "(2h, 30m)") from exc
+        when = now - timedelta(seconds=float(str(ago)))
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to look at: a time window (ts strings), a unit, a scenario, an outcome."""
+
+    since: str | None = None
+    until: str | None = None
+    unit: str | None = None
+    scenario: str | None = None
+    outcome: str | None = None
+
+
+def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
+    """The records of the whole history that pass the time, unit and scenario filters."""
+    unit = json.dumps(filters.unit).encode() if filters.unit else None
+    scenario = json.dumps(filters.scenario).encode() if filters.scenario else None
+    since = filters.since.encode() if filters.since else None
+    until = filters.until.encode() if filters.until else None
+    for line in files.history(path):
+        raw = line.raw
+        if raw.startswith(_TS_PREFIX):
+            ts = raw[len(_TS_PREFIX):len(_TS_PREFIX) + _TS_LEN]
+            if (since and ts < since) or (until and ts > until):
+                continue
+        if (unit and unit not in raw) or (scenario and scenario not in raw):
+            continue
+        try:
+            yield json.loads(raw)
+        except ValueError:
+            continue  # `verify` names it; a review skips it
+
+
+@dataclass
+class Incident:
+    """One incident as the audit log tells it."""
+
+    id: str
+    first_seen: str
+    scenario: str | None = None
+    units: set[str] = field(default_factory=set)
+    steps: list[str] = field(default_factory=list)
+    outcome: str = "open"
+    time_to_heal: float | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The incident without its records, JSON-ready."""
+        return {"incident": self.id, "first_seen": self.first_seen, "scenario": self.scenario,
+                "units": sorted(self.units), "steps": self.steps, "outcome": self.outcome,
+                "time_to_heal_s": self.time_to_heal}
+
+
+def _outcome(incident: Incident) -> str:
+    events = {r["event"] for r in incident.records}
+    healed = any(r["event"] == "action_finished" and r.get("outcome") == "healed"
+                 for r in incident.records)
+    if "incident_resolved" in events:
+        return "healed" if healed else "resolved"
+    if "breaker_opened" in events:
+        return "held"
+    return "escalated" if "escalation" in events else "open"
+
+
+def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None) -> list[Incident]:
+    """Records grouped by incident, in order of first sight (optionally of one outcome)."""
+    found: dict[str, Incident] = {}
+    for record in records:
+        key = record.get("incident")
+        if not key:
+            continue
+        incident = found.setdefault(key, Incident(id=key, first_seen=record["ts"]))
+        incident.records.append(record)
+        incident.scenario = incident.scenario or record.get("scenario")
+        if record.get("unit"):
+            incident.units.add(record["unit"])
+        if record["event"] == "action_finished":
+            incident.steps.append(f"{record.get('action')}:{record.get('outcome')}")
+        elif record["event"] == "escalation":
+            incident.steps.append(f"escalate:{record.get('outcome')}")
+        elif record["event"] == "incident_resolved":
+            incident.time_to_heal = record.get("duration_s")
+    result = list(found.values())
+    for incident in result:
+        incident.outcome = _outcome(incident)
+    return [i for i in result if outcome is None or i.outcome == outcome]
+
+
+def stats(found: list[Incident]) -> list[dict[str, Any]]:
+    """Per scenario and unit: incidents, actions, healed, mean time to heal."""
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for incident in found:
+        for unit in sorted(incident.units) or ["-"]:
+            row = table.setdefault((incident.scenario or "-", unit), {
+                "scenario": incident.scenario, "unit": unit, "incidents": 0, "actions": 0,
+                "healed": 0, "heal_times": []})
+            row["incidents"] += 1
+            row["actions"] += sum(1 for r in incident.records if r["event"] == "action_started"
+                                  and r.get("unit") == unit)
+            if incident.outcome == "healed":
+                row["healed"] += 1
+                if incident.time_to_heal is not None:
+                    row["heal_times"].append(incident.time_to_heal)
+    rows = []
+    for row in table.values():
+        times = row.pop("heal_times")
+        row["mean_time_to_heal_s"] = round(sum(times) / len(times), 3) if times else None
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["scenario"] or "", r["unit"]))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``verify`` found: records checked, the first bad one, a torn tail."""
+
+    records: int
+    first_ts: str | None
+    last_ts: str | None
+    bad: str | None
+    torn: int
+
+    @property
+    def ok(self) -> bool:
+        """The chain holds (a torn tail is reported, not a failure)."""
+        return self.bad is None
+
+
+def verify(path: Path) -> Verdict:
+    """Check every record's hash and its link to the one before; stop at the first bad one."""
+    prev: str | None = None
+    count, first_ts, last_ts = 0, None, None
+    for line in files.history(path):
+        where = f"{line.file}:{line.number}"
+        try:
+            record = json.loads(line.raw)
+        except ValueError:
+            return Verdict(count, first_ts, last_ts, f"{where}: not a JSON record", 0)
+        if not isinstance(record, dict) or not chain.intact(record):
+            return Verdict(count, first_ts, last_ts,
+                           f"{where}: record {count + 1} does not match its hash (edited?)", 0)
+        if count and record.get("prev") != prev:
+            return Verdict(count, first_ts, last_ts, f"{where}: record {count + 1} does not "
+                           "follow the one before (removed or reordered?)", 0)
+        prev, count = record["hash"], count + 1
+        first_ts, last_ts = first_ts or record.get("ts"), record.get("ts")
+    return Verdict(count, first_ts, last_ts, None, len(files.torn_tail(path)))
