@@ -16,6 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import prometheus_client
+import structlog
+
+from healer.agent import Agent
 from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.clock import Clock, SystemClock
@@ -24,6 +28,7 @@ from healer.errors import ConfigError, HealerError, ProbeError
 from healer.executor.executor import Executor
 from healer.guard.controls import Controls
 from healer.guard.guard import Guard
+from healer.metrics import Metrics
 from healer.model import Severity
 from healer.notify.escalator import Escalator
 from healer.notify.webhook import Webhook
@@ -35,6 +40,7 @@ from healer.probes.broker import broker_probe
 from healer.probes.celery import CeleryProbe
 from healer.probes.snapshot import Prober
 from healer.state import StateStore
+from healer.systemd.notify import SdNotify, watchdog_interval
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -263,6 +269,40 @@ def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(_config: None, args: argparse.Namespace) -> int:
+    """The unattended agent (see healer.agent): passes in a loop until SIGTERM."""
+    clock, metrics = SystemClock(), Metrics()
+    log = structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer()],
+    )
+    current: list[Config] = []
+
+    def load() -> tuple[Pipeline, float, float]:
+        config = load_config(args.config_path)
+        pipeline = build_pipeline(config, clock)
+        current[:] = [config]
+        return pipeline, config.agent.interval, config.agent.jitter
+
+    def after_pass() -> None:
+        textfile = current[0].agent.metrics_textfile
+        if textfile is not None:
+            metrics.write(textfile)
+
+    pending = [load()]  # a bad config at start is an error (exit 2); later, the old one stays
+    listen = current[0].agent.metrics_listen
+    if listen:
+        host, _, port = listen.rpartition(":")
+        prometheus_client.start_http_server(int(port), host, registry=metrics.registry)
+
+    def loaded() -> tuple[Pipeline, float, float]:
+        return pending.pop() if pending else load()
+
+    return Agent(loaded, clock, SdNotify(), metrics, log, watchdog_interval(), after_pass).run()
+
+
 def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     """One pass; exit 0 when healthy at the end, 1 when not."""
     report = build_pipeline(config, SystemClock()).run_once(dry_run=args.dry_run)
@@ -284,6 +324,8 @@ def parser() -> argparse.ArgumentParser:
                           help="decide and record, change nothing")
     run_once.add_argument("--json", action="store_true", help="print the pass report as JSON")
     run_once.set_defaults(handler=cmd_run_once)
+    run = commands.add_parser("run", help="the unattended agent: a pass every [agent] interval")
+    run.set_defaults(handler=cmd_run, no_config=True)
     diagnose = commands.add_parser("diagnose", help="probe and detect, act on nothing "
                                    "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
     diagnose.add_argument("--json", action="store_true", help="print the findings as JSON")

@@ -18,6 +18,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 DEFAULT_CONFIG = Path("/etc/healer/healer.toml")
 DEFAULT_POLICIES = Path(__file__).resolve().parent / "default_policies"
+LOOPBACK = r"^(127\.\d+\.\d+\.\d+|localhost):\d+$"  # metrics are served on loopback only
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)$")
 
 
@@ -131,9 +132,12 @@ class JournalConfig(Section):
 
 
 class AgentConfig(Section):
-    """The unattended agent's loop."""
+    """The unattended agent's loop and its metrics."""
 
     interval: float = Field(default=5, gt=0)
+    jitter: float = Field(default=0.1, ge=0, lt=1)
+    metrics_listen: str | None = Field(default=None, pattern=LOOPBACK)
+    metrics_textfile: Path | None = None
 
 
 class Config(Section):

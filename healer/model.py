@@ -231,6 +231,7 @@ class PassReport(Frozen):
     actions: tuple[ActionReport, ...]
     remaining: tuple[Finding, ...]
     probe_errors: dict[str, str] = {}
+    breakers: tuple[str, ...] = ()
     dry_run: bool = False
 
     @property

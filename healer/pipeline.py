@@ -80,7 +80,7 @@ class Pipeline:
                 self._store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
-                          dry_run=dry_run)
+                          breakers=tuple(sorted(state.breakers)), dry_run=dry_run)
 
     def diagnose(self) -> Diagnosis:
         """Probe and detect, act on nothing; the probes' history is kept for the next pass."""
@@ -158,9 +158,12 @@ class Pipeline:
             if storm:
                 reports.append(self._decide(state, finding, "storm", f"storm guard: {storm}; "
                                "acting only on the broker", dry_run))
-                if not broker_down and not dry_run:
-                    self._escalator.escalate(finding, state.incidents[finding.key],
-                                             f"storm guard: {storm}")
+                incident = state.incidents[finding.key]
+                if not broker_down and not dry_run and not incident.escalated:
+                    reason = f"storm guard: {storm}"
+                    outcome = self._escalator.escalate(finding, incident, reason)
+                    reports.append(ActionReport.about(finding, finding.unit, "escalate",
+                                                      outcome, reason))
             elif broker_down:
                 reports.append(self._decide(
                     state, finding, "broker_first", "the broker is unreachable: acting on it "

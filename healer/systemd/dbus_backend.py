@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
 UNKNOWN = 2**64 - 1
+LOST = frozenset(f"org.freedesktop.DBus.Error.{name}"
+                 for name in ("Disconnected", "NoReply", "NoServer", "ServiceUnknown"))
 RELOAD_TIMEOUT = 120.0
 
 
@@ -52,30 +55,47 @@ def _error(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError:
 
 
 class DBusSystemd:
-    """The real backend. Subscribes to JobRemoved once, before any job is queued."""
+    """The real backend, connected on first use and again after the bus was lost.
+
+    Each connection subscribes to JobRemoved before any job is queued.
+    """
 
     def __init__(self, bus: str, clock: Clock, call_timeout: float = 25.0) -> None:
         self._clock = clock
         self._call_timeout = call_timeout
         self._address = bus_address(bus)
         self._finished: dict[str, str] = {}
+        self._bus: Any = None
+        self._manager: Any = None
+
+    def _connected(self) -> Any:  # noqa: ANN401 - dbus proxies are untyped
+        if self._manager is not None:
+            return self._manager
         DBusGMainLoop(set_as_default=True)
         try:
-            self._bus = dbus.bus.BusConnection(self._address)
-            self._bus.add_signal_receiver(
+            bus = dbus.bus.BusConnection(self._address)
+            bus.add_signal_receiver(
                 self._on_job_removed,
                 signal_name="JobRemoved",
                 dbus_interface=MANAGER,
                 path=MANAGER_PATH,
             )
-            self._manager = dbus.Interface(
-                self._bus.get_object(SYSTEMD, MANAGER_PATH, introspect=False), MANAGER
-            )
-            self._manager.Subscribe(timeout=call_timeout)
+            manager = dbus.Interface(bus.get_object(SYSTEMD, MANAGER_PATH, introspect=False),
+                                     MANAGER)
+            manager.Subscribe(timeout=self._call_timeout)
         except dbus.exceptions.DBusException as exc:
             raise BusUnavailable(
                 f"cannot reach systemd on D-Bus at {self._address}: {exc.get_dbus_message()}"
             ) from exc
+        self._bus, self._manager = bus, manager
+        return manager
+
+    def _check_lost(self, exc: dbus.exceptions.DBusException) -> None:
+        """Forget a connection that is gone, so the next call makes a new one."""
+        if exc.get_dbus_name() in LOST:
+            with contextlib.suppress(Exception):
+                self._bus.close()
+            self._bus = self._manager = None
 
     def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
         self._finished[str(job)] = str(result)
@@ -89,11 +109,13 @@ class DBusSystemd:
 
     def unit_state(self, name: str) -> UnitState:
         """LoadUnit (not GetUnit: it fails for garbage-collected units), then GetAll."""
+        manager = self._connected()
         try:
-            path = str(self._manager.LoadUnit(name, timeout=self._call_timeout))
+            path = str(manager.LoadUnit(name, timeout=self._call_timeout))
             unit = self._properties(path, UNIT)
             service = self._properties(path, SERVICE) if name.endswith(".service") else {}
         except dbus.exceptions.DBusException as exc:
+            self._check_lost(exc)
             raise ProbeError(str(_error(exc, f"reading {name}"))) from exc
         return UnitState(
             name=name,
@@ -114,10 +136,11 @@ class DBusSystemd:
 
     def job(self, verb: JobVerb, name: str, timeout: float) -> str:
         """Queue the job, then pump GLib until its JobRemoved arrives or the deadline passes."""
-        method = getattr(self._manager, _JOB_METHODS[verb])
+        method = getattr(self._connected(), _JOB_METHODS[verb])
         try:
             job = str(method(name, "replace", timeout=self._call_timeout))
         except dbus.exceptions.DBusException as exc:
+            self._check_lost(exc)
             raise _error(exc, f"{verb} {name}") from exc
         deadline = self._clock.monotonic() + timeout
         context = GLib.MainContext.default()
@@ -131,13 +154,15 @@ class DBusSystemd:
     def reload(self) -> None:
         """Manager.Reload, which returns when the reload is done (a generous timeout)."""
         try:
-            self._manager.Reload(timeout=RELOAD_TIMEOUT)
+            self._connected().Reload(timeout=RELOAD_TIMEOUT)
         except dbus.exceptions.DBusException as exc:
+            self._check_lost(exc)
             raise _error(exc, "daemon-reload") from exc
 
     def reset_failed(self, name: str) -> None:
         """ResetFailedUnit."""
         try:
-            self._manager.ResetFailedUnit(name, timeout=self._call_timeout)
+            self._connected().ResetFailedUnit(name, timeout=self._call_timeout)
         except dbus.exceptions.DBusException as exc:
+            self._check_lost(exc)
             raise _error(exc, f"reset-failed {name}") from exc

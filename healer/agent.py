@@ -1,0 +1,139 @@
+"""The unattended agent: the pass of run-once in a loop, as a systemd Type=notify service.
+
+- READY=1 once the first configuration is loaded; STATUS= the last pass's summary;
+  WATCHDOG=1 at half of $WATCHDOG_USEC from a thread, only while the loop makes progress (a
+  hung loop stops the pings and systemd restarts the service).
+- SIGTERM or SIGINT: finish the pass (and the action) in flight, then exit 0.
+- SIGHUP: reload configuration and policies; when the new ones are invalid, keep the last good
+  ones and say so.
+- A pass that fails (no D-Bus, a probe, anything) is recorded and retried next interval; the
+  agent never dies of one bad pass.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from healer.errors import HealerError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
+    from healer.clock import Clock
+    from healer.metrics import Metrics
+    from healer.model import PassReport
+    from healer.pipeline import Pipeline
+    from healer.systemd.notify import SdNotify
+
+STALL = 600.0  # a loop without progress for this long is hung: the watchdog stops pinging
+NAP = 0.2
+
+
+def summary(report: PassReport) -> str:
+    """One line for STATUS=."""
+    acted = [f"{a.action} {a.unit}: {a.outcome}" for a in report.actions if a.action]
+    state = "healthy" if report.healthy else \
+        "unhealthy: " + ", ".join(f"{f.scenario.value} {f.unit or ''}".strip()
+                                  for f in report.remaining)
+    return "; ".join([state, *acted][:4])
+
+
+class Agent:
+    """Runs passes until told to stop. ``load`` builds a pipeline from the configuration."""
+
+    def __init__(
+        self,
+        load: Callable[[], tuple[Pipeline, float, float]],
+        clock: Clock,
+        notify: SdNotify,
+        metrics: Metrics,
+        log: Any,  # noqa: ANN401 - a structlog bound logger
+        watchdog: float | None,
+        after_pass: Callable[[], None] = lambda: None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._load = load
+        self._clock = clock
+        self._notify = notify
+        self._metrics = metrics
+        self._log = log
+        self._watchdog = watchdog
+        self._after_pass = after_pass
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._progress = clock.monotonic()
+        self._note = ""  # kept in STATUS until a reload succeeds
+
+    def _on_signal(self, number: int, _frame: FrameType | None) -> None:
+        if number == signal.SIGHUP:
+            self._reload.set()
+        else:
+            self._stop.set()
+
+    def _ping(self) -> None:
+        assert self._watchdog is not None
+        while not self._stop.wait(self._watchdog):
+            if self._clock.monotonic() - self._progress < max(STALL, 4 * self._watchdog):
+                self._notify.send(WATCHDOG="1")
+
+    def run(self) -> int:
+        """Until SIGTERM: reload when asked, run a pass, sleep the interval (with jitter)."""
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_signal)
+        pipeline, interval, jitter = self._load()
+        self._notify.send(READY="1", STATUS="started; first pass running")
+        self._log.info("agent_started", interval=interval)
+        if self._watchdog:
+            threading.Thread(target=self._ping, name="watchdog", daemon=True).start()
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                pipeline, interval, jitter = self._reloaded(pipeline, interval, jitter)
+            self._pass(pipeline)
+            self._sleep(interval * (1 + self._rng.uniform(-jitter, jitter)))
+        self._notify.send(STOPPING="1", STATUS="stopping")
+        self._log.info("agent_stopped")
+        return 0
+
+    def _reloaded(self, pipeline: Pipeline, interval: float, jitter: float
+                  ) -> tuple[Pipeline, float, float]:
+        try:
+            loaded = self._load()
+        except HealerError as exc:
+            self._log.error("reload_failed", error=str(exc))
+            self._note = f"reload failed, running on the previous config: {exc} | "
+            self._notify.send(STATUS=self._note.rstrip(" |"))
+            return pipeline, interval, jitter
+        self._note = ""
+        self._log.info("reloaded")
+        return loaded
+
+    def _pass(self, pipeline: Pipeline) -> None:
+        start = self._clock.monotonic()
+        try:
+            report = pipeline.run_once()
+        except Exception as exc:  # one bad pass must not kill the agent
+            reason = type(exc).__name__
+            self._metrics.failed(reason)
+            self._log.error("pass_failed", error=str(exc), kind=reason)
+            self._notify.send(STATUS=f"{self._note}last pass failed: {exc}")
+        else:
+            self._metrics.observe(report, self._clock.monotonic() - start)
+            self._notify.send(STATUS=self._note + summary(report))
+            if report.actions or not report.healthy:
+                self._log.info("pass", summary=summary(report))
+        self._progress = self._clock.monotonic()
+        self._after_pass()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = self._clock.monotonic() + seconds
+        while not self._stop.is_set() and not self._reload.is_set():
+            self._progress = self._clock.monotonic()
+            if self._progress >= deadline:
+                return
+            self._clock.sleep(min(NAP, deadline - self._progress))

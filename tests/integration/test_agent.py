@@ -1,0 +1,127 @@
+"""`healer run` as a Type=notify unit of the sandbox's systemd, and crash safety under SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from healer.sandbox.stack import WORKER, CeleryStack, free_port
+from healer.sandbox.usermanager import wait_until
+from healer.state import StateStore
+from tests.conftest import audit_records, healer
+
+pytestmark = pytest.mark.integration
+SHIPPED = Path(__file__).resolve().parents[2] / "policies"
+AGENT = "healer.service"
+
+
+def agent_config(stack: CeleryStack, policies: Path, port: int) -> Path:
+    """A config with its own policy folder, a one-second interval and a metrics endpoint."""
+    return stack.config(paths=f'state_dir = "{stack.root / "state"}"\n'
+                              f'audit_log = "{stack.audit_log}"\npolicies = "{policies}"',
+                        agent=f'interval = 1\nmetrics_listen = "127.0.0.1:{port}"')
+
+
+def start_agent(stack: CeleryStack, config: Path) -> None:
+    """Healer run as a Type=notify unit with a watchdog, in the sandbox."""
+    stack.manager.write_unit(AGENT, (
+        f"[Service]\nType=notify\nNotifyAccess=main\nWatchdogSec=10\n"
+        f"ExecStart={sys.executable} -m healer --config {config} run\n"
+        f"StandardError=append:{stack.root / 'healer.log'}\n"))
+    stack.manager.reload()
+    stack.manager.systemctl("start", AGENT)  # returns once READY=1 arrived
+
+
+def metrics(port: int) -> dict[str, float]:
+    """The healer_* samples of the metrics endpoint."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {name: float(value) for line in text.splitlines() if line.startswith("healer_")
+            for name, value in [line.rsplit(" ", 1)]}
+
+
+def copy_policies(stack: CeleryStack) -> Path:
+    """A writable copy of the shipped policies."""
+    folder = stack.root / "policies"
+    shutil.copytree(SHIPPED, folder)
+    return folder
+
+
+def test_agent_heals_by_itself_and_reports(stack: CeleryStack) -> None:
+    """The agent unit heals a killed worker unasked; STATUS shows it; metrics match the audit."""
+    port = free_port()
+    start_agent(stack, agent_config(stack, copy_policies(stack), port))
+    assert stack.manager.show(AGENT, "ActiveState") == "active"
+    assert stack.manager.show(AGENT, "WatchdogUSec") == "10s"
+    stack.kill(WORKER)
+    wait_until(lambda: "restart_unit hiringdog-celery.service: healed"
+               in stack.manager.show(AGENT, "StatusText"), 40, "the agent's STATUS")
+    assert stack.active(WORKER)
+    samples = metrics(port)
+    healed = [r for r in audit_records(stack.audit_log)
+              if r["event"] == "action_finished" and r["outcome"] == "healed"]
+    key = 'healer_actions_total{action="restart_unit",outcome="healed"}'
+    assert samples[key] == len(healed) == 1
+    assert samples['healer_findings_total{scenario="worker_down"}'] >= 1
+    assert samples["healer_passes_total"] >= 1
+    stack.manager.systemctl("stop", AGENT)
+    assert stack.manager.show(AGENT, "Result") == "success"
+
+
+def test_sighup_with_a_broken_policy_keeps_the_old_one(stack: CeleryStack) -> None:
+    """SIGHUP with a broken policy file: the agent keeps running on the previous policies."""
+    policies = copy_policies(stack)
+    start_agent(stack, agent_config(stack, policies, free_port()))
+    (policies / "worker_down.yaml").write_text("rules:\n  - name: broken\n    match: {}\n")
+    stack.manager.systemctl("kill", "--signal=HUP", AGENT)
+    wait_until(lambda: "reload failed" in stack.manager.show(AGENT, "StatusText"), 20,
+               "the agent to report the failed reload")
+    assert stack.manager.show(AGENT, "ActiveState") == "active"
+    assert "worker_down.yaml:3" in stack.manager.show(AGENT, "StatusText")
+    stack.kill(WORKER)
+    wait_until(lambda: stack.active(WORKER), 40, "the worker healed on the old policy")
+
+
+def test_sigkill_at_random_moments_loses_nothing_and_keeps_the_limits(
+        stack: CeleryStack) -> None:
+    """50 SIGKILLs during remediation: the audit verifies, the limit holds, nothing twice."""
+    starts = stack.root / "starts.log"
+    stack.manager.write_unit(WORKER, (
+        f"[Service]\nExecStart=/bin/sh -c 'echo start >> {starts}; sleep 1; exit 1'\n"))
+    stack.manager.reload()
+    stack.manager.systemctl("restart", WORKER)
+    policies = stack.root / "policies"
+    policies.mkdir()
+    limit = 12
+    (policies / "p.yaml").write_text(
+        "rules:\n  - name: loop\n    match: {scenario: worker_down}\n    ladder:\n"
+        f"      - {{action: restart_unit, verify: 0.3s, limit: {{max: {limit}, within: 1h}}}}\n"
+        "      - {action: escalate}\n")
+    config = agent_config(stack, policies, free_port())
+    rng = random.Random(7)  # noqa: S311 - when to kill, not a secret
+    for _ in range(50):
+        agent = subprocess.Popen([sys.executable, "-m", "healer", "--config", str(config), "run"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.5))
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+    state = StateStore(stack.root / "state").load()
+    attempts = state.actions.get(f"restart_unit:{WORKER}", [])
+    verify = healer(config, "audit", "verify")
+    healer(config, "pause", "--reason", "sets aside a torn tail, if any, by writing")
+    assert healer(config, "audit", "verify").returncode == 0, verify.stdout
+    started = [r for r in audit_records(stack.audit_log) if r["event"] == "action_started"]
+    finished = [r for r in audit_records(stack.audit_log) if r["event"] == "action_finished"]
+    restarts = starts.read_text().count("start") - 1
+    assert restarts <= len(started) <= len(attempts) <= limit
+    assert len(finished) <= len(started)
+    assert restarts > 0
+    assert json.loads((stack.root / "state" / "state.json").read_text())["version"] == 1
