@@ -24,6 +24,7 @@ from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.clock import Clock, SystemClock
 from healer.config import DEFAULT_CONFIG, Config, load_config
+from healer.deploy import polkit
 from healer.errors import ConfigError, HealerError, ProbeError
 from healer.executor.executor import Executor
 from healer.guard.controls import Controls
@@ -269,6 +270,13 @@ def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
+    """Print the polkit rule for the configured units and the verbs the policies use."""
+    rules = load_policies(config.paths.policies)
+    print(polkit.rule(config, rules, args.user, str(args.config_path)), end="")
+    return EXIT_OK
+
+
 def cmd_run(_config: None, args: argparse.Namespace) -> int:
     """The unattended agent (see healer.agent): passes in a loop until SIGTERM."""
     clock, metrics = SystemClock(), Metrics()
@@ -324,6 +332,12 @@ def parser() -> argparse.ArgumentParser:
                           help="decide and record, change nothing")
     run_once.add_argument("--json", action="store_true", help="print the pass report as JSON")
     run_once.set_defaults(handler=cmd_run_once)
+    deploy = commands.add_parser("deploy", help="deployment helpers").add_subparsers(
+        dest="deploy_command", required=True, metavar="COMMAND")
+    polkit_rule = deploy.add_parser("polkit", help="print the polkit rule for [units] and "
+                                    "the policies")
+    polkit_rule.add_argument("--user", default="healer", help="the user healer runs as")
+    polkit_rule.set_defaults(handler=cmd_deploy_polkit)
     run = commands.add_parser("run", help="the unattended agent: a pass every [agent] interval")
     run.set_defaults(handler=cmd_run, no_config=True)
     diagnose = commands.add_parser("diagnose", help="probe and detect, act on nothing "

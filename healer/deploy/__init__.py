@@ -1,0 +1,1 @@
+"""Deployment helpers: what a host needs besides the package."""
