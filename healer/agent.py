@@ -36,9 +36,9 @@ NAP = 0.2
 def summary(report: PassReport) -> str:
     """One line for STATUS=."""
     acted = [f"{a.action} {a.unit}: {a.outcome}" for a in report.actions if a.action]
-    state = "healthy" if report.healthy else \
-        "unhealthy: " + ", ".join(f"{f.scenario.value} {f.unit or ''}".strip()
-                                  for f in report.remaining)
+    wrong = [f"{f.scenario.value} {f.unit or ''}".strip() for f in report.remaining]
+    wrong += [f"{probe} probe failed" for probe in report.probe_errors]
+    state = "unhealthy: " + ", ".join(wrong) if wrong else "healthy"
     return "; ".join([state, *acted][:4])
 
 
@@ -128,7 +128,11 @@ class Agent:
             if report.actions or not report.healthy:
                 self._log.info("pass", summary=summary(report))
         self._progress = self._clock.monotonic()
-        self._after_pass()
+        try:
+            self._after_pass()
+        except Exception as exc:  # e.g. the metrics textfile's folder is gone
+            self._metrics.failed("after_pass")
+            self._log.error("after_pass_failed", error=str(exc))
 
     def _sleep(self, seconds: float) -> None:
         deadline = self._clock.monotonic() + seconds

@@ -190,7 +190,7 @@ def _audit_filters(args: argparse.Namespace) -> review.Filters:
     now = datetime.now(timezone.utc)
     return review.Filters(
         since=review.moment(args.since, now) if args.since else None,
-        until=review.moment(args.until, now) if args.until else None,
+        until=review.moment(args.until, now, end=True) if args.until else None,
         unit=args.unit, scenario=args.scenario, outcome=args.outcome,
     )
 

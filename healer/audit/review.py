@@ -25,11 +25,19 @@ _TS_LEN = len("2026-01-01T00:00:00.000Z")
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?Z?$")
 
 
-def moment(text: str, now: datetime) -> str:
-    """An ISO date or time, or a duration meaning that long ago, as a record's ``ts``."""
+def moment(text: str, now: datetime, end: bool = False) -> str:
+    """An ISO date or time (UTC), or a duration meaning that long ago, as a record's ``ts``.
+
+    With ``end``, a bare date means the end of that day (``--until 2026-11-24`` includes it).
+    """
     if _DATE.match(text):
-        when = datetime.fromisoformat(text.rstrip("Z").replace(" ", "T"))
+        try:
+            when = datetime.fromisoformat(text.rstrip("Z").replace(" ", "T"))
+        except ValueError as exc:
+            raise ConfigError(f"{text!r}: {exc}") from exc
         when = when.replace(tzinfo=timezone.utc)
+        if end and len(text.rstrip("Z")) == len("2026-11-24"):
+            when += timedelta(days=1, milliseconds=-1)
     else:
         try:
             ago = parse_duration(text)
