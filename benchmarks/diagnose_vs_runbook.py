@@ -43,7 +43,8 @@ def main() -> None:
             diagnose.append(timed([*healer, "diagnose", "--json"]))
             runbook.append(timed([*celery, "ping"], [*celery, "stats"], env=env))
             run_once.append(timed([*healer, "run-once"]))
-        pipeline = build_pipeline(load_config(stack.config()), SystemClock())
+        path = stack.config()
+        pipeline = build_pipeline(load_config(path), SystemClock(), path)
         warm = []
         for _ in range(rounds * 10):
             start = time.perf_counter()

@@ -1,7 +1,8 @@
 """The command line; the only place that wires healer's parts together.
 
-Exit codes (DESIGN.md): run-once 0 healthy, 1 still unhealthy, 2 usage or configuration error,
-3 could not probe. diagnose follows Nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+Exit codes: run-once 0 healthy, 1 still unhealthy, 2 usage or configuration error, 3 could not
+do its job (no D-Bus, state or audit log unusable). diagnose follows Nagios: 0 OK, 1 WARNING,
+2 CRITICAL, 3 UNKNOWN.
 """
 
 from __future__ import annotations
@@ -56,12 +57,18 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def build_pipeline(config: Config, clock: Clock) -> Pipeline:
+def build_pipeline(config: Config, clock: Clock, source: Path) -> Pipeline:
     """Wire the pipeline for a config: policies first (exit 2), then D-Bus (exit 3)."""
     from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
 
-    policy = PolicyEngine(load_policies(config.paths.policies))
-    broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
+    try:
+        policy = PolicyEngine(load_policies(config.paths.policies))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (paths.policies in {source})") from exc
+    try:
+        broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     systemd = DBusSystemd(config.systemd.bus, clock)
     allowed = frozenset(config.units.all())
     audit = AuditLog(config.paths.audit_log, clock)
@@ -101,6 +108,8 @@ def cmd_pause(config: Config, args: argparse.Namespace) -> int:
         duration = float(str(parse_duration(args.duration))) if args.duration else None
     except ValueError as exc:
         raise ConfigError(f"--for: {exc}") from exc
+    if duration is not None and duration <= 0:
+        raise ConfigError(f"--for {args.duration}: a pause needs a duration above zero")
     print(controls(config).pause(args.unit, duration, args.reason))
     return EXIT_OK
 
@@ -163,7 +172,7 @@ def _evidence(finding: Finding) -> str:
 
 def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
     """Probe and detect, act on nothing; Nagios exit codes."""
-    diagnosis = build_pipeline(config, SystemClock()).diagnose()
+    diagnosis = build_pipeline(config, SystemClock(), args.config_path).diagnose()
     code = nagios_code(diagnosis)
     if args.json:
         print(json.dumps({
@@ -180,7 +189,7 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
     if diagnosis.findings:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + row[4])
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4])
     for probe, error in diagnosis.probe_errors.items():
         print(f"UNKNOWN {probe}: {error}")
     return code
@@ -290,7 +299,7 @@ def cmd_run(_config: None, args: argparse.Namespace) -> int:
 
     def load() -> tuple[Pipeline, float, float]:
         config = load_config(args.config_path)
-        pipeline = build_pipeline(config, clock)
+        pipeline = build_pipeline(config, clock, args.config_path)
         current[:] = [config]
         return pipeline, config.agent.interval, config.agent.jitter
 
@@ -313,7 +322,7 @@ def cmd_run(_config: None, args: argparse.Namespace) -> int:
 
 def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     """One pass; exit 0 when healthy at the end, 1 when not."""
-    report = build_pipeline(config, SystemClock()).run_once(dry_run=args.dry_run)
+    report = build_pipeline(config, SystemClock(), args.config_path).run_once(dry_run=args.dry_run)
     if args.json:
         print(json.dumps({**report.model_dump(mode="json"), "healthy": report.healthy}))
     else:
@@ -378,31 +387,42 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: every failure is one line on stderr and a documented exit code."""
-    args = parser().parse_args(argv)
-    path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
-    args.config_path = path
-    try:
-        config = None if getattr(args, "no_config", False) else load_config(path)
-        code: int = args.handler(config, args)
-    except ConfigError as exc:
-        print(f"healer: {exc}", file=sys.stderr)
-        return EXIT_PROBE if args.command == "diagnose" else EXIT_CONFIG
-    except ProbeError as exc:
-        print(f"healer: cannot probe: {exc}", file=sys.stderr)
+def _fail(args: argparse.Namespace | None, message: str, code: int) -> int:
+    """One line on stderr; diagnose also prints its Nagios status line and exits UNKNOWN."""
+    print(f"healer: {message}", file=sys.stderr)
+    if args is not None and args.command == "diagnose":
+        print(f"healer diagnose: UNKNOWN: {message}")
         return EXIT_PROBE
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: every failure is one line on stderr and a documented exit code.
+
+    Only a pass's report exits 1 (unhealthy); configuration errors exit 2; anything that stops
+    healer from doing its job (no D-Bus, its state or audit log unusable) exits 3.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors are 2, UNKNOWN (3) for diagnose
+        return EXIT_PROBE if exc.code == EXIT_CONFIG and "diagnose" in argv else int(
+            exc.code or 0)
+    args.config_path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
+    try:
+        config = None if getattr(args, "no_config", False) else load_config(args.config_path)
+        code: int = args.handler(config, args)
     except HealerError as exc:
-        print(f"healer: {exc}", file=sys.stderr)
-        return EXIT_UNHEALTHY
+        prefix = "cannot probe: " if isinstance(exc, ProbeError) else ""
+        return _fail(args, f"{prefix}{exc}",
+                     EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_PROBE)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if os.environ.get("HEALER_DEBUG"):
             raise
-        print(f"healer: internal error: {type(exc).__name__}: {exc} "
-              "(HEALER_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return EXIT_PROBE
+        return _fail(args, f"internal error: {type(exc).__name__}: {exc} "
+                           "(HEALER_DEBUG=1 shows the traceback)", EXIT_PROBE)
     return code
 
 

@@ -1,4 +1,7 @@
-"""The TOML configuration, validated with pydantic; every error names the file and the key."""
+"""The TOML configuration, validated with pydantic; every error names the file and the key.
+
+Relative paths are taken from the config file's folder.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from healer.errors import ConfigError
 
@@ -111,17 +121,24 @@ class GuardConfig(Section):
     budget_per_hour: int = Field(default=30, ge=1)
     storm_share: float = Field(default=0.5, gt=0, le=1)
     storm_max_units: int = Field(default=3, ge=1)
+    storm_min_units: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=3600, gt=0)
 
 
 class EscalationConfig(Section):
     """Where escalations go: a webhook in one of three shapes (none: audited only)."""
 
-    webhook: str | None = None
+    webhook: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     format: Literal["generic", "slack", "pagerduty"] = "generic"
     routing_key: str | None = None
     timeout: float = Field(default=5, gt=0, le=60)
     attempts: int = Field(default=3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _pagerduty_needs_a_key(self) -> EscalationConfig:
+        if self.webhook and self.format == "pagerduty" and not self.routing_key:
+            raise ValueError("format pagerduty needs routing_key (the integration key)")
+        return self
 
 
 class JournalConfig(Section):
@@ -186,13 +203,15 @@ def load_config(path: Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from exc
     base = path.resolve().parent
-    paths = config.paths
-    return config.model_copy(
-        update={
-            "paths": PathsConfig(
-                state_dir=_resolve(base, paths.state_dir),
-                audit_log=_resolve(base, paths.audit_log),
-                policies=_resolve(base, paths.policies),
-            )
-        }
-    )
+
+    def resolved(section: Section, *keys: str) -> Section:
+        return section.model_copy(update={
+            k: _resolve(base, v) for k in keys
+            if isinstance(v := getattr(section, k), Path)})
+
+    return config.model_copy(update={
+        "paths": resolved(config.paths, "state_dir", "audit_log", "policies"),
+        "celery": resolved(config.celery, "worker_log"),
+        "beat": resolved(config.beat, "schedule_file", "log"),
+        "journal": resolved(config.journal, "directory"),
+    })

@@ -83,11 +83,15 @@ class Pipeline:
                           breakers=tuple(sorted(state.breakers)), dry_run=dry_run)
 
     def diagnose(self) -> Diagnosis:
-        """Probe and detect, act on nothing; the probes' history is kept for the next pass."""
-        with self._store.locked():
+        """Probe and detect, act on nothing; the probes' history is kept for the next pass.
+
+        While a pass holds the state lock, diagnose does not wait: it looks without saving.
+        """
+        with self._store.locked(wait=False) as held:
             state = self._store.load()
             snapshot = self._prober.snapshot(state)
-            self._store.save(state)
+            if held:
+                self._store.save(state)
         findings = detect(snapshot)
         return Diagnosis(findings=tuple(findings), probe_errors=snapshot.probe_errors,
                          remedies={f.key: self._remedy(f) for f in findings})
@@ -157,7 +161,7 @@ class Pipeline:
         for finding in rest:
             if storm:
                 reports.append(self._decide(state, finding, "storm", f"storm guard: {storm}; "
-                               "acting only on the broker", dry_run))
+                               "holding workers and beat", dry_run))
                 incident = state.incidents[finding.key]
                 if not broker_down and not dry_run and not incident.escalated:
                     reason = f"storm guard: {storm}"

@@ -88,13 +88,25 @@ class StateStore:
             raise StateError(f"cannot create state dir {self.dir}: {exc}") from exc
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the state dir's lock for a pass; waits while another healer holds it."""
+    def locked(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the state dir's lock for a pass; yields whether it is held.
+
+        With ``wait`` it waits while another healer holds it; without, it yields False at once
+        (a read-only look, as diagnose takes while a pass is running).
+        """
         self._ensure_dir()
-        with (self.dir / "lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle = (self.dir / "lock").open("a")
+        except OSError as exc:
+            raise StateError(f"cannot open the lock in {self.dir}: {exc}") from exc
+        with handle:
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -105,8 +117,9 @@ class StateStore:
         except FileNotFoundError:
             return State()
         except (OSError, ValidationError, ValueError) as exc:
-            raise StateError(f"{self.path}: unreadable state ({exc}); move it aside to reset") \
-                from exc
+            first = str(exc).splitlines()[0]
+            raise StateError(f"{self.path}: unreadable state ({first}); move it aside to reset"
+                             ) from exc
 
     def save(self, state: State) -> None:
         """Write atomically: temp file, fsync, rename over, fsync the folder."""

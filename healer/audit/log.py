@@ -1,7 +1,7 @@
 """Append-only, hash-chained JSON Lines through structlog; every record fsynced when written.
 
 Every record has ``ts``, ``event`` and ``incident``; action records add ``scenario``, ``unit``,
-``action``, ``outcome`` and ``dry_run`` (see DESIGN.md); each is chained to the one before by
+``action``, ``outcome`` and ``dry_run``; each is chained to the one before by
 ``prev`` and ``hash``. Intent is written before an action starts, so a crash mid-action still
 leaves a trace of it. Writers hold an exclusive lock on the file while they read the last hash
 and append, so the agent and an operator's command never fork the chain. A torn last line (a

@@ -1,6 +1,6 @@
 """worker_not_consuming: workers answer ping, yet the backlog does not fall.
 
-This is Celery's "alive but not consuming" bug family (DESIGN.md). Judged on samples
+This is Celery's "alive but not consuming" bug family (celery#8030, #8384, #9054). Judged on samples
 kept across passes: over at least ``not_consuming_after`` seconds and three samples, the
 queues held messages, did not shrink, every worker was idle and the processed counters did
 not move. A draining backlog or a busy worker is not this. On RabbitMQ the broker also says

@@ -131,13 +131,9 @@ class Executor:
             f"{', '.join(silent)} not reconnected" if silent else "running workers reconnected")
         return Outcome("healed", detail, {"silent_workers": ", ".join(silent) or None})
 
-    def _clear_beat_schedule(self, unit: str, verify: float) -> Outcome:
-        """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
-        if self._schedule is None:
-            raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
-        self._job("stop", unit)
+    def _move_schedule_aside(self) -> list[str]:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.time()))
-        moved = []
+        moved: list[str] = []
         for suffix in SCHEDULE_SUFFIXES:
             path = Path(f"{self._schedule}{suffix}")
             if path.exists():
@@ -145,11 +141,24 @@ class Executor:
                 try:
                     path.rename(backup)
                 except OSError as exc:
-                    raise ActionError(f"cannot move {path} aside: {exc}") from exc
+                    raise ActionError(f"cannot move {path} aside: {exc}; beat started again "
+                                      f"with {len(moved)} file(s) moved") from exc
                 moved.append(str(backup))
-        if self._systemd.unit_state(unit).active_state == "failed":
-            self._systemd.reset_failed(unit)
-        self._job("start", unit)
+        return moved
+
+    def _clear_beat_schedule(self, unit: str, verify: float) -> Outcome:
+        """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
+        if self._schedule is None:
+            raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
+        self._job("stop", unit)
+        try:
+            moved = self._move_schedule_aside()
+        finally:
+            # Whatever happened to the files, beat is started again: a beat left stopped by
+            # healer would read as an operator's stop and be held for good.
+            if self._systemd.unit_state(unit).active_state == "failed":
+                self._systemd.reset_failed(unit)
+            self._job("start", unit)
         outcome = settle(self._systemd, unit, verify, self._clock, self._poll)
         return Outcome(outcome.outcome,
                        f"schedule moved aside ({len(moved)} files), then {outcome.detail}",

@@ -24,14 +24,15 @@ class Controls:
     def pause(self, unit: str | None, duration: float | None, reason: str) -> str:
         """Stop acting (on one unit or everything) until resumed or for a while."""
         now = self._clock.time()
-        until = now + duration if duration else None
+        until = now + duration if duration is not None else None
         with self._store.locked():
             state = self._store.load()
+            self._audit.record("paused", None, unit=unit, until=until, reason=reason)
             state.pauses[unit or GLOBAL] = Pause(since=now, until=until, reason=reason)
             self._store.save(state)
-        self._audit.record("paused", None, unit=unit, until=until, reason=reason)
         scope = unit or "everything"
-        return f"paused {scope}" + (f" for {duration:g}s" if duration else " until resumed")
+        return f"paused {scope}" + (" until resumed" if duration is None else
+                                    f" for {duration:g}s")
 
     def resume(self, unit: str | None) -> str:
         """Lift pauses and close open breakers (of one unit, or all)."""
@@ -39,10 +40,10 @@ class Controls:
             state = self._store.load()
             pauses = [k for k in state.pauses if unit is None or k == unit]
             breakers = [k for k in state.breakers if unit is None or k.endswith(f":{unit}")]
+            self._audit.record("resumed", None, unit=unit, pauses=pauses, breakers=breakers)
             for key in pauses:
                 del state.pauses[key]
             for key in breakers:
                 del state.breakers[key]
             self._store.save(state)
-        self._audit.record("resumed", None, unit=unit, pauses=pauses, breakers=breakers)
         return f"resumed: {len(pauses)} pause(s) lifted, {len(breakers)} breaker(s) closed"

@@ -104,6 +104,8 @@ class Guard:
     def storm(self, findings: list[Finding], managed: tuple[str, ...]) -> str | None:
         """Why this pass is a storm (too much unhealthy at once), or None."""
         sick = {f.unit for f in findings if f.unit in managed and f.hold is None}
+        if len(sick) < self._config.storm_min_units:  # two units down on a small host is not
+            return None                               # a storm
         share = len(sick) / len(managed) if managed else 0.0
         if share > self._config.storm_share:
             return (f"{len(sick)} of {len(managed)} managed units unhealthy at once "

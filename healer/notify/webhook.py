@@ -88,6 +88,6 @@ class Webhook:
         )
         try:
             retrying(self._post, body)
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, ValueError) as exc:
             raise NotifyError(f"webhook {self._url}: {exc} after {self._attempts} attempts") \
                 from exc

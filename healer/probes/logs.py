@@ -42,7 +42,10 @@ _LOCKED = re.compile(r"Resource temporarily unavailable")
 
 
 def read_new(path: Path, state: State) -> list[str]:
-    """Lines added since the last read (the last 64 KiB on first sight); [] when missing."""
+    """Lines added since the last read (the last 64 KiB on first sight).
+
+    A missing or unreadable file is a ProbeError (unknown), never "nothing logged".
+    """
     try:
         with path.open("rb") as handle:
             stat = path.stat()
@@ -55,8 +58,8 @@ def read_new(path: Path, state: State) -> list[str]:
                 start = cursor.offset
             handle.seek(start)
             data = handle.read(MAX_READ)
-    except OSError:
-        return []
+    except OSError as exc:
+        raise ProbeError(f"cannot read {path}: {exc.strerror or exc}") from exc
     complete = data.rfind(b"\n") + 1
     state.logs[str(path)] = LogCursor(inode=stat.st_ino, offset=start + complete)
     lines = data[:complete].decode(errors="replace").splitlines()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 import dbus
@@ -30,6 +31,7 @@ UNKNOWN = 2**64 - 1
 LOST = frozenset(f"org.freedesktop.DBus.Error.{name}"
                  for name in ("Disconnected", "NoReply", "NoServer", "ServiceUnknown"))
 RELOAD_TIMEOUT = 120.0
+CONNECT_TIMEOUT = 5.0
 
 
 def bus_address(spec: str) -> str:
@@ -42,6 +44,28 @@ def bus_address(spec: str) -> str:
         runtime = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
         return f"unix:path={runtime}/bus"
     return spec
+
+
+def check_answers(address: str, timeout: float) -> None:
+    """Fail fast, within ``timeout``, when a unix-socket bus does not answer the handshake.
+
+    libdbus waits without a bound for a peer that accepts and then says nothing.
+    """
+    if not address.startswith("unix:path="):
+        return
+    path = address.removeprefix("unix:path=").split(",")[0]
+    uid = str(os.getuid()).encode().hex().encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            sock.sendall(b"\0AUTH EXTERNAL " + uid + b"\r\n")
+            reply = sock.recv(128)
+        except OSError as exc:
+            raise BusUnavailable(f"cannot reach systemd on D-Bus at {address}: "
+                                 f"{exc.strerror or exc}") from exc
+    if not reply:
+        raise BusUnavailable(f"cannot reach systemd on D-Bus at {address}: it hung up")
 
 
 def _known(value: object) -> int | None:
@@ -71,6 +95,7 @@ class DBusSystemd:
     def _connected(self) -> Any:  # noqa: ANN401 - dbus proxies are untyped
         if self._manager is not None:
             return self._manager
+        check_answers(self._address, CONNECT_TIMEOUT)
         DBusGMainLoop(set_as_default=True)
         try:
             bus = dbus.bus.BusConnection(self._address)

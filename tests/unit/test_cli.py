@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from healer.cli import EXIT_CONFIG, EXIT_PROBE, main
+from healer.config import load_config
+from healer.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -87,8 +89,40 @@ def test_invalid_policy_exits_2_with_line(
 
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """An unknown command is a usage error: argparse exits 2."""
-    with pytest.raises(SystemExit) as info:
-        main(["no-such-command"])
-    assert info.value.code == EXIT_CONFIG
+    """An unknown command is a usage error: exit 2 (for diagnose, UNKNOWN: 3)."""
+    assert main(["no-such-command"]) == EXIT_CONFIG
     assert "invalid choice" in capsys.readouterr().err
+    assert main(["diagnose", "--bogus"]) == 3
+
+
+def test_unreadable_state_is_exit_3_in_one_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A corrupt state file stops healer (exit 3) with one line naming it; diagnose says UNKNOWN."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.json").write_text("garbage")
+    config = tmp_path / "healer.toml"
+    config.write_text(f'[units]\nworkers = ["a.service"]\n[paths]\nstate_dir = "{state}"\n'
+                      f'audit_log = "{tmp_path}/audit.jsonl"\n')
+    assert main(["--config", str(config), "pause", "--reason", "x"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "state.json: unreadable state" in err[0]
+
+
+def test_pause_for_zero_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pause --for 0s` is an error, not a pause until resumed."""
+    config = tmp_path / "healer.toml"
+    config.write_text('[units]\nworkers = ["a.service"]\n')
+    assert main(["--config", str(config), "pause", "--reason", "x", "--for", "0s"]) == 2
+    assert "above zero" in capsys.readouterr().err
+
+
+def test_webhook_must_be_http_and_pagerduty_needs_a_key(tmp_path: Path) -> None:
+    """[escalation] accepts only http(s) webhooks; the pagerduty format needs routing_key."""
+    for body, key in (('webhook = "file:///etc/hostname"', "escalation.webhook"),
+                      ('webhook = "https://x.invalid/h"\nformat = "pagerduty"', "routing_key")):
+        config = tmp_path / "healer.toml"
+        config.write_text(f'[units]\nworkers = ["a.service"]\n[escalation]\n{body}\n')
+        with pytest.raises(ConfigError, match=key):
+            load_config(config)

@@ -144,3 +144,17 @@ def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
     assert config.paths.state_dir == (folder / "state").resolve()
     assert config.paths.audit_log == (tmp_path / "log" / "a.jsonl").resolve()
     assert config.paths.policies == tmp_path / "abs"
+
+
+def test_every_relative_path_is_taken_from_the_config_folder(tmp_path: Path) -> None:
+    """Log, schedule and journal paths, not only [paths], resolve against the config's folder."""
+    config = tmp_path / "etc" / "healer.toml"
+    config.parent.mkdir()
+    config.write_text('[units]\nworkers = ["a.service"]\n[celery]\nworker_log = "log/w.log"\n'
+                      '[beat]\nschedule_file = "s/sched"\nlog = "journal"\n'
+                      '[journal]\ndirectory = "j"\n')
+    loaded = load_config(config)
+    assert loaded.celery.worker_log == config.parent / "log" / "w.log"
+    assert loaded.beat.schedule_file == config.parent / "s" / "sched"
+    assert loaded.beat.log == "journal"
+    assert loaded.journal.directory == config.parent / "j"

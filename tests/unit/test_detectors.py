@@ -18,6 +18,7 @@ from healer.detectors import (
     worker_not_consuming,
     worker_unresponsive,
 )
+from healer.errors import ProbeError
 from healer.model import (
     BeatLog,
     BrokerState,
@@ -539,3 +540,9 @@ def test_not_consuming_rabbitmq_with_consumer_is_none() -> None:
              broker=BrokerState(url="amqp://x", reachable=True, queues={"celery": 3},
                                 consumers={"celery": 1}))
     assert worker_not_consuming.detect(s) == []
+
+
+def test_missing_log_file_is_unknown_not_empty(tmp_path: Path) -> None:
+    """A configured log that is not there is a ProbeError (unknown), never "nothing logged"."""
+    with pytest.raises(ProbeError, match=r"w\.log"):
+        logs.read_new(tmp_path / "w.log", State())

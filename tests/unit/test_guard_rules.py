@@ -406,3 +406,22 @@ def test_escalation_without_webhook_is_audited(tmp_path: Path) -> None:
     assert len(escalation) == 1
     assert escalation[0]["outcome"] == "undelivered"
     assert escalation[0]["error"] == "no [escalation] webhook configured"
+
+
+def test_two_units_down_on_a_small_host_is_not_a_storm(tmp_path: Path) -> None:
+    """Below storm_min_units (3) unhealthy units there is no storm, whatever their share."""
+    harness = Harness(world(W1, W2), tmp_path, guard=GuardConfig(storm_share=0.1))
+
+    report = harness.run()
+
+    assert sorted(outcomes(report)) == [(W1, "healed"), (W2, "healed")]
+    assert harness.audit("storm_guard") == []
+
+
+def test_diagnose_does_not_wait_for_a_running_pass(tmp_path: Path) -> None:
+    """While a pass holds the state lock, diagnose looks at once and saves nothing."""
+    harness = Harness(world(W1), tmp_path)
+    with harness.store.locked():
+        diagnosis = harness.pipeline().diagnose()
+    assert [f.unit for f in diagnosis.findings] == [W1]
+    assert not harness.store.path.exists()
