@@ -41,12 +41,21 @@ class NotAllowed(ActionError):
     """The target unit is outside the [units] allowlist."""
 
 
+DENIALS = frozenset({"org.freedesktop.DBus.Error.AccessDenied",
+                     "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"})
+
+
 class SystemdError(ActionError):
     """systemd refused or failed a D-Bus call; ``dbus_name`` keeps the D-Bus error name."""
 
     def __init__(self, message: str, dbus_name: str | None = None) -> None:
         super().__init__(message)
         self.dbus_name = dbus_name
+
+    @property
+    def denied(self) -> bool:
+        """Polkit said no: retrying, or trying the next step, cannot help."""
+        return self.dbus_name in DENIALS
 
 
 class JobFailed(ActionError):

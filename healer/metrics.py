@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
 
+from healer.pipeline import ACTED
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -46,8 +48,7 @@ class Metrics:
         for action in report.actions:
             if action.outcome in ESCALATION_OUTCOMES:
                 self.escalations.labels(ESCALATION_OUTCOMES[action.outcome]).inc()
-            elif action.action is not None and action.outcome in {"healed", "not_healed",
-                                                                  "failed"}:
+            elif action.action is not None and action.outcome in ACTED:
                 self.actions.labels(action.action, action.outcome).inc()
         self.breakers.set(len(report.breakers))
 

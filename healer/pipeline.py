@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from healer.probes.snapshot import Prober
     from healer.state import StateStore
 
-ACTED = frozenset({"healed", "not_healed", "failed"})
+ACTED = frozenset({"healed", "not_healed", "failed", "denied"})
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
 
 
@@ -256,6 +256,9 @@ class Pipeline:
             reports.append(report)
             if report.outcome == "healed":
                 return reports
+            if report.outcome == "denied":  # polkit said no: no other step will fare better
+                reports.append(self._give_up(state, finding, report.detail, dry_run))
+                return reports
         tried = ", ".join(f"{r.action} {r.outcome}" for r in reports) or "nothing allowed"
         reports.append(self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
                                      f"({tried})", dry_run))
@@ -292,7 +295,8 @@ class Pipeline:
         except (ActionError, ProbeError) as exc:
             error = (exc.dbus_name if isinstance(exc, SystemdError)
                      else exc.result if isinstance(exc, JobFailed) else type(exc).__name__)
-            outcome, detail, extra = "failed", str(exc), {"error": error}
+            denied = isinstance(exc, SystemdError) and exc.denied
+            outcome, detail, extra = "denied" if denied else "failed", str(exc), {"error": error}
         self._audit.record("action_finished", incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
         return ActionReport.about(finding, unit, step.action, outcome, detail)

@@ -73,9 +73,21 @@ def _known(value: object) -> int | None:
     return None if value is None or int(str(value)) >= UNKNOWN else int(str(value))
 
 
+HINTS = {
+    "org.freedesktop.DBus.Error.AccessDenied":
+        "polkit denies it: the rule does not cover this unit or verb; regenerate it with "
+        "`healer deploy polkit` after changing [units] or the policies",
+    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired":
+        "no polkit rule lets this user manage units: install the one `healer deploy polkit` "
+        "prints in /etc/polkit-1/rules.d/",
+}
+
+
 def _error(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError:
     name = exc.get_dbus_name()
-    return SystemdError(f"{doing}: {name}: {exc.get_dbus_message()}", dbus_name=name)
+    hint = HINTS.get(name)
+    text = f"{doing}: {hint}" if hint else f"{doing}: {name}: {exc.get_dbus_message()}"
+    return SystemdError(text, dbus_name=name)
 
 
 class DBusSystemd:

@@ -229,7 +229,7 @@ def test_crash_after_restart_is_not_healed(tmp_path: Path) -> None:
 
 
 def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
-    """A restart denied by D-Bus is outcome failed with error set to the D-Bus error name."""
+    """A restart polkit denies is outcome denied, the D-Bus error name kept; escalated at once."""
     fake = healthy_world()
     fake.units[W1] = svc(W1, "failed", "signal")
     fake.errors[("restart", W1)] = SystemdError(
@@ -239,11 +239,11 @@ def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
     report = harness.run()
 
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["failed", "escalated"]
+    assert [a.outcome for a in report.actions] == ["denied", "escalated"]
     events = harness.events()
     assert events[:3] == ["incident_opened", "action_started", "action_finished"]
     finished = harness.audit()[2]
-    assert finished["outcome"] == "failed"
+    assert finished["outcome"] == "denied"
     assert finished["error"] == ACCESS_DENIED
     assert finished["dry_run"] is False
 
@@ -294,3 +294,20 @@ def test_shipped_policy_climbs_the_runbook_ladder(tmp_path: Path) -> None:
     again = harness.run()
     assert [a.outcome for a in again.actions] == ["breaker_open"]
     assert len(fake.calls) == 3
+
+
+def test_denial_stops_the_ladder_instead_of_trying_every_step(tmp_path: Path) -> None:
+    """A denial stops the ladder: one escalation, then the breaker holds; no retry loop."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    name = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+    fake.errors[("restart", W1)] = SystemdError("no rule", dbus_name=name)
+    harness = two_workers(fake, tmp_path, rules=load_policies(SHIPPED))
+
+    report = harness.run()
+
+    assert [(a.action, a.outcome) for a in report.actions] == [
+        ("restart_unit", "denied"), ("escalate", "escalated")]
+    assert fake.calls == [("restart", W1)]
+    assert [a.outcome for a in harness.run().actions] == ["breaker_open"]
+    assert fake.calls == [("restart", W1)]
