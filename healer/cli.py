@@ -17,20 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import prometheus_client
-import structlog
-
-from healer.agent import Agent
-from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.clock import Clock, SystemClock
 from healer.config import DEFAULT_CONFIG, Config, load_config
-from healer.deploy import polkit
 from healer.errors import ConfigError, HealerError, ProbeError
 from healer.executor.executor import Executor
 from healer.guard.controls import Controls
 from healer.guard.guard import Guard
-from healer.metrics import Metrics
 from healer.model import Severity
 from healer.notify.escalator import Escalator
 from healer.notify.webhook import Webhook
@@ -42,11 +35,11 @@ from healer.probes.broker import broker_probe
 from healer.probes.celery import CeleryProbe
 from healer.probes.snapshot import Prober
 from healer.state import StateStore
-from healer.systemd.notify import SdNotify, watchdog_interval
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from healer.audit import review
     from healer.model import Diagnosis, Finding, PassReport
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
@@ -59,7 +52,7 @@ def new_id() -> str:
 
 def build_pipeline(config: Config, clock: Clock, source: Path) -> Pipeline:
     """Wire the pipeline for a config: policies first (exit 2), then D-Bus (exit 3)."""
-    from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
+    from healer.systemd.dbus_backend import DBusSystemd  # GLib loads on use
 
     try:
         policy = PolicyEngine(load_policies(config.paths.policies))
@@ -196,6 +189,8 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
 
 
 def _audit_filters(args: argparse.Namespace) -> review.Filters:
+    from healer.audit import review
+
     now = datetime.now(timezone.utc)
     return review.Filters(
         since=review.moment(args.since, now) if args.since else None,
@@ -218,6 +213,8 @@ def _table(rows: list[list[str]]) -> None:
 
 def cmd_audit_verify(_config: None, args: argparse.Namespace) -> int:
     """Check the hash chain; exit 1 naming the first bad record."""
+    from healer.audit import review
+
     verdict = review.verify(_audit_path(None, args))
     if args.json:
         print(json.dumps(verdict.__dict__))
@@ -231,6 +228,8 @@ def cmd_audit_verify(_config: None, args: argparse.Namespace) -> int:
 
 
 def _incidents(args: argparse.Namespace) -> list[review.Incident]:
+    from healer.audit import review
+
     filters = _audit_filters(args)
     return review.incidents(review.select(_audit_path(None, args), filters), filters.outcome)
 
@@ -255,6 +254,8 @@ def cmd_audit_show(_config: None, args: argparse.Namespace) -> int:
 
 def cmd_audit_stats(_config: None, args: argparse.Namespace) -> int:
     """Actions and mean time to heal per scenario and unit."""
+    from healer.audit import review
+
     rows = review.stats(_incidents(args))
     if args.json:
         print(json.dumps(rows))
@@ -281,6 +282,8 @@ def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
 
 def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
     """Print the polkit rule for the configured units and the verbs the policies use."""
+    from healer.deploy import polkit
+
     rules = load_policies(config.paths.policies)
     print(polkit.rule(config, rules, args.user, str(args.config_path)), end="")
     return EXIT_OK
@@ -288,6 +291,13 @@ def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_run(_config: None, args: argparse.Namespace) -> int:
     """The unattended agent (see healer.agent): passes in a loop until SIGTERM."""
+    import prometheus_client
+    import structlog
+
+    from healer.agent import Agent
+    from healer.metrics import Metrics
+    from healer.systemd.notify import SdNotify, watchdog_interval
+
     clock, metrics = SystemClock(), Metrics()
     log = structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),
