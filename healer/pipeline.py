@@ -73,10 +73,12 @@ class Pipeline:
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
             actions = self._decide_all(state, findings, dry_run)
-            acted = any(a.outcome in ACTED for a in actions)
-            remaining = detect(self._prober.snapshot(state)) if acted else findings
+            final = self._prober.snapshot(state) if any(a.outcome in ACTED for a in actions) \
+                else snapshot
+            remaining = detect(final) if final is not snapshot else findings
             if not dry_run:
-                self._close_incidents(state, remaining)
+                if not final.probe_errors:  # nothing is resolved on what a probe could not see
+                    self._close_incidents(state, remaining)
                 self._store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.config import GuardConfig
-from healer.model import Scenario
+from healer.model import BrokerState, Scenario
 from healer.notify.fake import RecordingNotifier
 from healer.policy.models import Limit, Match, Rule, Step
 from tests.unit.harness import (
@@ -425,3 +425,27 @@ def test_diagnose_does_not_wait_for_a_running_pass(tmp_path: Path) -> None:
         diagnosis = harness.pipeline().diagnose()
     assert [f.unit for f in diagnosis.findings] == [W1]
     assert not harness.store.path.exists()
+
+
+class _BrokenBroker:
+    """A broker probe that cannot look at all."""
+
+    def check(self, queues: list[str]) -> BrokerState:  # noqa: ARG002
+        """Fail like a probe with a bug or an unexpected reply."""
+        raise RuntimeError("cannot look")
+
+
+def test_an_incident_is_not_resolved_by_a_probe_that_could_not_look(tmp_path: Path) -> None:
+    """While the broker probe fails, the open broker incident stays open (unknown, not healed)."""
+    fake = world()
+    harness = Harness(fake, tmp_path, rules=[], broker=broker_down(fake))
+    harness.run()
+    assert "broker_unreachable:redis.service" in harness.store.load().incidents
+    harness.broker = _BrokenBroker()  # type: ignore[assignment]
+
+    report = harness.run()
+
+    assert report.probe_errors
+    assert not report.healthy
+    assert "broker_unreachable:redis.service" in harness.store.load().incidents
+    assert harness.audit("incident_resolved") == []
