@@ -3,6 +3,12 @@
 For each unit in [units], the verbs of org.freedesktop.systemd1.manage-units that some policy
 step can use on it (restart, start, stop, reset-failed); daemon-reload
 (org.freedesktop.systemd1.reload-daemon) only when some policy has a daemon_reload step.
+
+Everything else systemd asks polkit about for this user is answered NO. Left unanswered, the
+default (auth_admin) comes back as InteractiveAuthorizationRequired, and polkit goes on to ask
+about manage-unit-files for the same unit and verb (checked on systemd 252 with polkitd 122).
+With the NO, "the rule does not cover this" is AccessDenied and only "no rule at all" is
+InteractiveAuthorizationRequired, which is how healer tells the two apart.
 """
 
 from __future__ import annotations
@@ -70,6 +76,10 @@ def rule(config: Config, rules: list[Rule], user: str, source: str) -> str:
         '    if (action.id == "org.freedesktop.systemd1.reload-daemon") {\n'
         "        return polkit.Result.YES;\n    }\n" if reload_daemon else
         "    // no policy uses daemon_reload: reload-daemon is not allowed\n")
+    refuse = (
+        '    if (action.id.indexOf("org.freedesktop.systemd1.") == 0) {\n'
+        "        return polkit.Result.NO;  // anything else: AccessDenied, not a password prompt\n"
+        "    }\n")
     return (
         f"// /etc/polkit-1/rules.d/50-healer.rules, made by `healer deploy polkit` from\n"
         f"// {source}. It lets {user} act on exactly these units with exactly these verbs.\n"
@@ -84,6 +94,7 @@ def rule(config: Config, rules: list[Rule], user: str, source: str) -> str:
         '        if (allowed.indexOf(action.lookup("verb")) >= 0) {\n'
         "            return polkit.Result.YES;\n        }\n    }\n"
         f"{reload_line}"
+        f"{refuse}"
         "    return polkit.Result.NOT_HANDLED;\n"
         "});\n"
     )

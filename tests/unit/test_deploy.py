@@ -66,3 +66,12 @@ def test_shipped_unit_is_hardened_type_notify_under_its_own_user() -> None:
         assert line in unit, line
     assert any(line.startswith("WatchdogSec=") for line in unit)
     assert not any(line.startswith("ProtectProc=invisible") for line in unit)
+
+
+def test_rule_refuses_every_other_systemd_action_for_the_user() -> None:
+    """After the grants, any other org.freedesktop.systemd1 action of the user is NO."""
+    text = polkit.rule(CONFIG, [_rule(Scenario.WORKER_DOWN, "restart_unit")], "healer", "x")
+    grants = text.index('action.id == "org.freedesktop.systemd1.manage-units"')
+    refusal = text.index('action.id.indexOf("org.freedesktop.systemd1.") == 0')
+    assert grants < refusal
+    assert "return polkit.Result.NO;" in text[refusal:]
