@@ -104,9 +104,14 @@ class Pipeline:
         rule = self._policy.rule_for(finding)
         if rule is None:
             return "none: no policy rule"
-        steps = " then ".join(f"{s.action} {self._target(s, finding) or ''}".strip()
-                              for s in rule.ladder)
-        return f"{steps} (rule {rule.name})"
+        if not rule.ladder:
+            return f"watch, escalate after {rule.escalate_after:g}s (rule {rule.name})"
+        targets = {self._target(s, finding) for s in rule.ladder if s.action != "escalate"}
+        if len(targets) <= 1:
+            steps = " > ".join(s.action for s in rule.ladder)
+            return f"{steps} on {next(iter(targets), finding.unit)} (rule {rule.name})"
+        return " > ".join(f"{s.action} {self._target(s, finding) or ''}".strip()
+                          for s in rule.ladder) + f" (rule {rule.name})"
 
     def _target(self, step: Step, finding: Finding) -> str | None:
         if step.unit:

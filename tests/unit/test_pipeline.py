@@ -311,3 +311,17 @@ def test_denial_stops_the_ladder_instead_of_trying_every_step(tmp_path: Path) ->
     assert fake.calls == [("restart", W1)]
     assert [a.outcome for a in harness.run().actions] == ["breaker_open"]
     assert fake.calls == [("restart", W1)]
+
+
+def test_diagnose_names_the_remedy_the_policy_would_choose(tmp_path: Path) -> None:
+    """Diagnose gives each finding the shipped ladder compactly, or why nothing would be done."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.units[W2] = svc(W2, "inactive", "success")
+    diagnosis = two_workers(fake, tmp_path, rules=load_policies(SHIPPED)).pipeline().diagnose()
+    assert diagnosis.remedies == {
+        f"worker_down:{W1}": f"restart_unit > daemon_reload > escalate on {W1} "
+                             "(rule restart-dead-worker)",
+        f"worker_down:{W2}": "none: stopped by an operator: left stopped",
+    }
+    assert fake.calls == []
