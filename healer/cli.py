@@ -33,6 +33,7 @@ from healer.policy.loader import load_policies
 from healer.policy.models import PolicyFile, parse_duration
 from healer.probes.broker import broker_probe
 from healer.probes.celery import CeleryProbe
+from healer.probes.events import TaskEvents
 from healer.probes.snapshot import Prober
 from healer.state import StateStore
 
@@ -50,7 +51,8 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def build_pipeline(config: Config, clock: Clock, source: Path) -> Pipeline:
+def build_pipeline(config: Config, clock: Clock, source: Path,
+                   events: TaskEvents | None = None) -> Pipeline:
     """Wire the pipeline for a config: policies first (exit 2), then D-Bus (exit 3)."""
     from healer.systemd.dbus_backend import DBusSystemd  # GLib loads on use
 
@@ -66,7 +68,8 @@ def build_pipeline(config: Config, clock: Clock, source: Path) -> Pipeline:
     allowed = frozenset(config.units.all())
     audit = AuditLog(config.paths.audit_log, clock)
     prober = Prober(systemd, broker, CeleryProbe(config.celery.broker_url,
-                                                 config.celery.ping_timeout), config, clock)
+                                                 config.celery.ping_timeout), config, clock,
+                    events)
     hook = config.escalation
     webhook = Webhook(hook.webhook, hook.format, hook.routing_key, hook.timeout, hook.attempts,
                       clock.sleep) if hook.webhook else None
@@ -306,10 +309,18 @@ def cmd_run(_config: None, args: argparse.Namespace) -> int:
                     structlog.processors.JSONRenderer()],
     )
     current: list[Config] = []
+    listeners: list[TaskEvents] = []
 
     def load() -> tuple[Pipeline, float, float]:
         config = load_config(args.config_path)
-        pipeline = build_pipeline(config, clock, args.config_path)
+        fresh = [TaskEvents(config.celery.broker_url, clock)] if config.celery.task_events \
+            else []
+        pipeline = build_pipeline(config, clock, args.config_path, *fresh)  # may raise: the
+        for old in listeners:                                                # old ones go on
+            old.stop()
+        listeners[:] = fresh
+        for listener in fresh:
+            listener.start()
         current[:] = [config]
         return pipeline, config.agent.interval, config.agent.jitter
 

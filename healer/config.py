@@ -62,6 +62,7 @@ class CeleryConfig(Section):
     broker_timeout: float = Field(default=0.5, gt=0, le=30)
     ping_timeout: float = Field(default=0.5, gt=0, le=30)
     worker_log: Literal["journal"] | Path | None = None
+    task_events: bool = False
 
 
 class UnitsConfig(Section):

@@ -94,17 +94,29 @@ def _when(line: str, fallback: float) -> float:
     return local.astimezone().timestamp() + int(match.group(2)) / 1000
 
 
-def worker_log(lines: list[str], state: State, now: float, window: float, loop: int
-               ) -> WorkerLog:
-    """Failures and retry loops per task, and lost processes, within the window."""
+def record_failure(state: State, at: float, task: str) -> None:
+    """One failed run of a task."""
+    state.failures.append((at, task))
+
+
+def record_retry(state: State, task: str, task_id: str) -> None:
+    """One more retry of a task id (the same id again and again is a loop)."""
+    state.retries[task_id] = (task, state.retries.get(task_id, (task, 0))[1] + 1)
+
+
+def record_worker_lines(lines: list[str], state: State, now: float, tasks: bool = True) -> None:
+    """Failures, retries (unless ``tasks`` is off: events count them) and lost processes."""
     for line in lines:
-        if failed := _FAILED.search(line):
-            state.failures.append((_when(line, now), failed.group(1)))
-        elif retry := _RETRY.search(line):
-            task, task_id = retry.groups()
-            state.retries[task_id] = (task, state.retries.get(task_id, (task, 0))[1] + 1)
+        if tasks and (failed := _FAILED.search(line)):
+            record_failure(state, _when(line, now), failed.group(1))
+        elif tasks and (retry := _RETRY.search(line)):
+            record_retry(state, *retry.groups())
         elif _LOST.search(line):
             state.lost.append(_when(line, now))
+
+
+def worker_log(state: State, now: float, window: float, loop: int) -> WorkerLog:
+    """Failures and retry loops per task, and lost processes, within the window."""
     state.failures = [(t, task) for t, task in state.failures if now - t < window]
     state.lost = [t for t in state.lost if now - t < window]
     state.retries = dict(list(state.retries.items())[-MAX_RETRY_IDS:])

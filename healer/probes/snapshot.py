@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from healer.config import Config
     from healer.probes.broker import BrokerProbe
     from healer.probes.celery import CeleryProbe
+    from healer.probes.events import TaskEvents
     from healer.state import State
     from healer.systemd import Systemd
 
@@ -53,12 +54,14 @@ class Prober:
         celery: CeleryProbe | None,
         config: Config,
         clock: Clock,
+        events: TaskEvents | None = None,
     ) -> None:
         self._systemd = systemd
         self._broker = broker
         self._celery = celery
         self._config = config
         self._clock = clock
+        self._events = events
 
     def _lines(self, source: Path | str | None, units: list[str], state: State
                ) -> list[str] | None:
@@ -115,8 +118,15 @@ class Prober:
         t, db = config.thresholds, config.database
         worker_lines = guarded("worker_log", partial(
             self._lines, config.celery.worker_log, units.workers, state))
-        worker_log = None if worker_lines is None else logs.worker_log(
-            worker_lines, state, now, t.task_window, t.retry_loop)
+        if worker_lines is not None:
+            logs.record_worker_lines(worker_lines, state, now, tasks=self._events is None)
+        for kind, at, task, task_id in self._events.drain() if self._events else []:
+            if kind == "failed":
+                logs.record_failure(state, at, task)
+            else:
+                logs.record_retry(state, task, task_id)
+        worker_log = logs.worker_log(state, now, t.task_window, t.retry_loop) \
+            if worker_lines is not None or self._events else None
         beat_lines = guarded("beat_log", partial(
             self._lines, config.beat.log, [units.beat] if units.beat else [], state))
         beat_log = None if beat_lines is None else logs.beat_log(beat_lines, state, now)

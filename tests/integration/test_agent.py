@@ -17,7 +17,7 @@ import pytest
 from healer.sandbox.stack import WORKER, CeleryStack, free_port
 from healer.sandbox.usermanager import wait_until
 from healer.state import StateStore
-from tests.conftest import audit_records, healer
+from tests.conftest import audit_records, client, healer
 
 pytestmark = pytest.mark.integration
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
@@ -125,3 +125,21 @@ def test_sigkill_at_random_moments_loses_nothing_and_keeps_the_limits(
     assert len(finished) <= len(started)
     assert restarts > 0
     assert json.loads((stack.root / "state" / "state.json").read_text())["version"] == 1
+
+
+def test_agent_counts_task_failures_from_celery_events(stack: CeleryStack) -> None:
+    """With task_events and no worker log, failures reach the agent through Celery's events."""
+    port = free_port()
+    config = stack.config(
+        celery=f'broker_url = "{stack.broker_url}"\nqueues = ["celery"]\ntask_events = true',
+        paths=f'state_dir = "{stack.root / "state"}"\naudit_log = "{stack.audit_log}"\n'
+              f'policies = "{copy_policies(stack)}"',
+        agent=f'interval = 1\nmetrics_listen = "127.0.0.1:{port}"')
+    start_agent(stack, config)
+    time.sleep(1.5)  # the receiver is connected before the tasks fail
+    app = client(stack)
+    for _ in range(3):
+        app.send_task("demoapp.fail")
+    wait_until(lambda: metrics(port).get('healer_findings_total{scenario="task_failures"}', 0) >= 1,
+               30, "a task_failures finding from events")
+    assert "task_failures" in stack.manager.show(AGENT, "StatusText")

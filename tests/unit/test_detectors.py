@@ -461,13 +461,13 @@ def test_worker_log_counts_once_across_reads(tmp_path: Path) -> None:
     path = tmp_path / "worker.log"
     path.write_text(failed(NOW - 30, "app.a", "id-1") + failed(NOW - 20, "app.a", "id-2"))
     state = State()
-    first = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    first = _summary(path, state)
     assert first.failures == {"app.a": 2}
     with path.open("a") as handle:
         handle.write(failed(NOW - 10, "app.a", "id-3"))
-    second = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    second = _summary(path, state)
     assert second.failures == {"app.a": 3}
-    third = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    third = _summary(path, state)
     assert third.failures == {"app.a": 3}
 
 
@@ -476,9 +476,9 @@ def test_worker_log_rotated_file_reread(tmp_path: Path) -> None:
     path = tmp_path / "worker.log"
     path.write_text("".join(failed(NOW - 50 + i, "app.a", f"id-{i}") for i in range(5)))
     state = State()
-    logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    _summary(path, state)
     path.write_text(failed(NOW - 5, "app.b", "id-new"))
-    result = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    result = _summary(path, state)
     assert result.failures == {"app.a": 5, "app.b": 1}
 
 
@@ -488,8 +488,7 @@ def test_worker_log_retry_loop_and_lost(tmp_path: Path) -> None:
     retry = f"{stamp(NOW - 9)} Task app.r[same-id] retry: Retry in 1s\n"
     lost = f"{stamp(NOW - 5)} Process 'ForkPoolWorker-1' pid:9 exited with 'signal 9 (SIGKILL)'\n"
     path.write_text(retry * 3 + lost)
-    state = State()
-    result = logs.worker_log(logs.read_new(path, state), state, NOW, window=600, loop=3)
+    result = _summary(path, State())
     assert result.retry_loops == {"app.r": 3}
     assert result.lost == 1
 
@@ -542,7 +541,25 @@ def test_not_consuming_rabbitmq_with_consumer_is_none() -> None:
     assert worker_not_consuming.detect(s) == []
 
 
+def _summary(path: Path, state: State) -> WorkerLog:
+    """Read the worker log's new lines into the state and summarise the window."""
+    logs.record_worker_lines(logs.read_new(path, state), state, NOW)
+    return logs.worker_log(state, NOW, window=600, loop=3)
+
+
 def test_missing_log_file_is_unknown_not_empty(tmp_path: Path) -> None:
     """A configured log that is not there is a ProbeError (unknown), never "nothing logged"."""
     with pytest.raises(ProbeError, match=r"w\.log"):
         logs.read_new(tmp_path / "w.log", State())
+
+
+def test_with_events_the_log_counts_only_lost_processes() -> None:
+    """When task events count failures and retries, the log's own lines for them are skipped."""
+    state = State()
+    lines = [f"[2026-01-01 00:00:00,000: ERROR/MainProcess] Task app.a[{i}] raised unexpected: X"
+             for i in range(3)]
+    lines.append("[2026-01-01 00:00:01,000: ERROR/MainProcess] Process 'ForkPoolWorker-1' "
+                 "pid:7 exited with 'signal 9 (SIGKILL)'")
+    logs.record_worker_lines(lines, state, NOW, tasks=False)
+    assert state.failures == []
+    assert len(state.lost) == 1
