@@ -4,7 +4,8 @@
 
 Starts redis-server, a Celery worker and beat as units of a private systemd user manager,
 kills the worker with SIGKILL, runs ``healer run-once`` (dry run first, then for real) over
-D-Bus, prints what it found and did and the audit records, and tears everything down.
+D-Bus, prints what it found and did, the audit records and ``healer audit list|verify``, and
+tears everything down.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def demo() -> bool:
             extra = record.get("detail") or record.get("reason") or record.get("summary") or ""
             print(f"{record['ts']} {record['event']:<17} {record.get('outcome', ''):<9} "
                   f"{record.get('unit', '')} {extra}")
+
+        step("after the incident: the review an engineer would run")
+        ok &= run_healer(config, "audit", "list") == 0
+        ok &= run_healer(config, "audit", "verify") == 0
 
         step("a second pass: nothing left to do")
         stack.wait_worker_ready(seen=ready)
