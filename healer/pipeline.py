@@ -123,10 +123,10 @@ class Pipeline:
     # -- incidents ---------------------------------------------------------------------------
 
     def _open_incident(self, state: State, finding: Finding, dry_run: bool) -> None:
-        """A new problem gets an incident id; a dry run keeps it in memory, unrecorded."""
+        """A new problem gets an incident id; a dry run's is only in memory, and has no id."""
         if finding.key in state.incidents:
             return
-        incident = Incident(id=self._new_id(), opened=self._clock.time())
+        incident = Incident(id="" if dry_run else self._new_id(), opened=self._clock.time())
         state.incidents[finding.key] = incident
         if dry_run:
             return
@@ -199,7 +199,7 @@ class Pipeline:
         if dry_run or incident.last_decision != outcome:
             incident.last_decision = outcome
             self._audit.record(
-                "decision", incident.id, scenario=finding.scenario.value, unit=report.unit,
+                "decision", incident.id or None, scenario=finding.scenario.value, unit=report.unit,
                 action=action, outcome=outcome, reason=detail, dry_run=dry_run,
             )
         return report

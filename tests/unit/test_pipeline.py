@@ -115,6 +115,7 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert decisions[0]["outcome"] == "dry_run"
     assert decisions[0]["unit"] == W1
     assert decisions[0]["action"] == "restart_unit"
+    assert decisions[0]["incident"] is None  # no incident exists: a dry run opens none
     assert not harness.store.path.exists()
     assert fake.units[W1].active_state == "failed"
 
