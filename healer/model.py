@@ -73,6 +73,21 @@ class UnitState(Frozen):
             self.active_state == "inactive" and self.result != "success"
         )
 
+    def why_down(self) -> tuple[str, str | None]:
+        """For a unit that is not running: a summary, and why it must be held (or None).
+
+        A unit that is not loaded needs its file or [units] fixed; one stopped cleanly
+        (inactive, Result=success) was stopped as by an operator and is left stopped.
+        """
+        if self.load_state != "loaded":
+            return (f"unit {self.load_state}",
+                    f"{self.name} is {self.load_state}: fix the unit file or [units]")
+        if self.failed:
+            status = f"Result={self.result}, status {self.exec_main_status}"
+            return f"{self.active_state} ({status})", None
+        return ("stopped cleanly (Result=success), as by an operator",
+                "stopped by an operator: left stopped")
+
 
 class BrokerState(Frozen):
     """Whether the broker answered, what kind of error it was, and its queue depths."""

@@ -25,13 +25,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
     schedule = None
     if log and log.schedule_error and (log.schedule_error_at or 0) >= started - 1:
         schedule = log.schedule_error
-    hold = None
-    if beat.load_state != "loaded":
-        summary, hold = f"unit {beat.load_state}", f"{beat.name} is {beat.load_state}"
-    elif beat.failed:
-        summary = f"{beat.active_state} (Result={beat.result}, status {beat.exec_main_status})"
-    else:
-        summary, hold = "stopped cleanly, as by an operator", "stopped by an operator: left stopped"
+    summary, hold = beat.why_down()
     if schedule:
         summary += f"; schedule file {schedule}"
     return [Finding(

@@ -29,15 +29,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
     severity = Severity.CRITICAL if len(down) == len(snapshot.workers) else Severity.HIGH
     findings = []
     for unit in down:
-        hold = None
-        if unit.load_state != "loaded":
-            summary = f"unit {unit.load_state}"
-            hold = f"{unit.name} is {unit.load_state}: fix the unit file or [units]"
-        elif unit.failed:
-            summary = f"{unit.active_state} (Result={unit.result}, status {unit.exec_main_status})"
-        else:
-            summary = "stopped cleanly (Result=success), as by an operator"
-            hold = "stopped by an operator: left stopped"
+        summary, hold = unit.why_down()
         findings.append(Finding(
             scenario=Scenario.WORKER_DOWN, severity=severity, unit=unit.name,
             summary=summary, evidence=_evidence(unit), hold=hold,
