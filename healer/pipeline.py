@@ -18,6 +18,7 @@ from healer.detectors import DETECTORS, detect
 from healer.errors import ActionError, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
 from healer.model import ActionReport, Diagnosis, Finding, PassReport, Scenario
+from healer.notify.escalator import ALREADY_ESCALATED
 from healer.state import Breaker, Incident, State
 
 if TYPE_CHECKING:
@@ -169,12 +170,8 @@ class Pipeline:
             if storm:
                 reports.append(self._decide(state, finding, "storm", f"storm guard: {storm}; "
                                "holding workers and beat", dry_run))
-                incident = state.incidents[finding.key]
-                if not broker_down and not dry_run and not incident.escalated:
-                    reason = f"storm guard: {storm}"
-                    outcome = self._escalator.escalate(finding, incident, reason)
-                    reports.append(ActionReport.about(finding, finding.unit, "escalate",
-                                                      outcome, reason))
+                if not broker_down and not dry_run:
+                    reports += self._escalate(state, finding, f"storm guard: {storm}")
             elif broker_down:
                 reports.append(self._decide(
                     state, finding, "broker_first", "the broker is unreachable: acting on it "
@@ -222,14 +219,18 @@ class Pipeline:
 
     def _escalate_if_overdue(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                              ) -> list[ActionReport]:
-        incident = state.incidents[finding.key]
-        overdue = rule.escalate_after is not None and not incident.escalated and \
-            self._clock.time() - incident.opened >= rule.escalate_after
+        overdue = rule.escalate_after is not None and \
+            self._clock.time() - state.incidents[finding.key].opened >= rule.escalate_after
         if not overdue or dry_run:
             return []
-        reason = (f"{finding.scenario.value} open for more than {rule.escalate_after:g}s "
-                  f"(rule {rule.name})")
-        outcome = self._escalator.escalate(finding, incident, reason)
+        return self._escalate(state, finding, f"{finding.scenario.value} open for more than "
+                              f"{rule.escalate_after:g}s (rule {rule.name})")
+
+    def _escalate(self, state: State, finding: Finding, reason: str) -> list[ActionReport]:
+        """Escalate the incident; a report only when this did escalate (once per incident)."""
+        outcome = self._escalator.escalate(finding, state.incidents[finding.key], reason)
+        if outcome == ALREADY_ESCALATED:
+            return []
         return [ActionReport.about(finding, finding.unit, "escalate", outcome, reason)]
 
     def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from healer.state import Incident
 
 
+ALREADY_ESCALATED = "already_escalated"
+
+
 class Notifier(Protocol):
     """Something that delivers an alert or raises NotifyError."""
 
@@ -36,7 +39,7 @@ class Escalator:
     def escalate(self, finding: Finding, incident: Incident, reason: str) -> str:
         """Notify about the incident unless it was already; the outcome for the report."""
         if incident.escalated:
-            return "already_escalated"
+            return ALREADY_ESCALATED
         incident.escalated = True
         when = datetime.fromtimestamp(self._clock.time(), timezone.utc).isoformat()
         alert = Alert(incident=incident.id, scenario=finding.scenario.value, unit=finding.unit,
