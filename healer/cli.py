@@ -144,9 +144,11 @@ def _print_report(report: PassReport) -> None:
             print(f"  -> {what}: {action.outcome}: {action.detail}")
     if report.healthy:
         print("healthy at the end of the pass")
-    else:
+    elif report.remaining:
         left = ", ".join(f"{f.scenario.value} {f.unit}" for f in report.remaining)
         print(f"still unhealthy: {left}")
+    else:
+        print(f"not known to be healthy: the {', '.join(report.probe_errors)} probe(s) failed")
 
 
 NAGIOS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
@@ -286,9 +288,16 @@ def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
 def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
     """Print the polkit rule for the configured units and the verbs the policies use."""
     from healer.deploy import polkit
+    from healer.systemd.dbus_backend import DBusSystemd
 
     rules = load_policies(config.paths.policies)
-    print(polkit.rule(config, rules, args.user, str(args.config_path)), end="")
+    try:
+        ids = polkit.unit_ids(DBusSystemd(config.systemd.bus, SystemClock()), config.units.all())
+    except ProbeError as exc:
+        ids = {}
+        print(f"healer: [units] not checked against systemd ({exc}): polkit sees a unit's own "
+              "name, so an alias there would not be covered", file=sys.stderr)
+    print(polkit.rule(config, rules, args.user, str(args.config_path), ids), end="")
     return EXIT_OK
 
 

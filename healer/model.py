@@ -51,6 +51,7 @@ class UnitState(Frozen):
     load_state: str
     active_state: str
     sub_state: str
+    unit_id: str | None = None  # systemd's own name, when ``name`` is an alias of it
     result: str = "success"
     n_restarts: int = 0
     main_pid: int = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.detectors import DETECTORS, detect
-from healer.errors import ActionError, JobFailed, ProbeError, SystemdError
+from healer.errors import ActionError, BusUnavailable, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
 from healer.model import ActionReport, Diagnosis, Finding, PassReport, Scenario
 from healer.notify.escalator import ALREADY_ESCALATED
@@ -264,9 +264,10 @@ class Pipeline:
             reports.append(report)
             if report.outcome == "healed":
                 return reports
-            if report.outcome == "denied":  # polkit said no: no other step will fare better
-                reports.append(self._give_up(state, finding, report.detail, dry_run))
-                return reports
+            if report.outcome in {"denied", "unreachable"}:  # no other step will fare better
+                if report.outcome == "denied":  # polkit said no: escalate and hold
+                    reports.append(self._give_up(state, finding, report.detail, dry_run))
+                return reports  # no bus: the next pass probes again
         tried = ", ".join(f"{r.action} {r.outcome}" for r in reports) or "nothing allowed"
         reports.append(self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
                                      f"({tried})", dry_run))
@@ -303,8 +304,9 @@ class Pipeline:
         except (ActionError, ProbeError) as exc:
             error = (exc.dbus_name if isinstance(exc, SystemdError)
                      else exc.result if isinstance(exc, JobFailed) else type(exc).__name__)
-            denied = isinstance(exc, SystemdError) and exc.denied
-            outcome, detail, extra = "denied" if denied else "failed", str(exc), {"error": error}
+            outcome = ("denied" if isinstance(exc, SystemdError) and exc.denied else
+                       "unreachable" if isinstance(exc, BusUnavailable) else "failed")
+            detail, extra = str(exc), {"error": error}
         self._audit.record("action_finished", incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
         return ActionReport.about(finding, unit, step.action, outcome, detail)

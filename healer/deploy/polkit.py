@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING
 from healer.model import Scenario
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from healer.config import Config
     from healer.policy.models import Rule
+    from healer.systemd.backend import Systemd
 
 VERBS = {
     "restart_unit": ("restart", "reset-failed"),
@@ -69,9 +72,26 @@ def grants(config: Config, rules: list[Rule]) -> tuple[dict[str, list[str]], boo
     return {u: sorted(v) for u, v in sorted(verbs.items())}, reload_daemon
 
 
-def rule(config: Config, rules: list[Rule], user: str, source: str) -> str:
-    """The JavaScript of /etc/polkit-1/rules.d/50-healer.rules."""
-    units, reload_daemon = grants(config, rules)
+def unit_ids(systemd: Systemd, names: Iterable[str]) -> dict[str, str]:
+    """The name systemd itself gives each unit: polkit is asked about it, never about an alias.
+
+    Raises ProbeError when systemd cannot be asked.
+    """
+    return {name: systemd.unit_state(name).unit_id or name for name in names}
+
+
+def rule(config: Config, rules: list[Rule], user: str, source: str,
+         ids: Mapping[str, str] | None = None) -> str:
+    """The JavaScript of /etc/polkit-1/rules.d/50-healer.rules (units named by ``ids``)."""
+    ids = ids or {}
+    granted, reload_daemon = grants(config, rules)
+    units: dict[str, list[str]] = {}
+    aliases = ""
+    for name, verbs in granted.items():
+        own = ids.get(name, name)
+        units[own] = sorted({*units.get(own, []), *verbs})
+        if own != name:
+            aliases += f"// [units] names {name}, an alias: polkit sees {own}.\n"
     reload_line = (
         '    if (action.id == "org.freedesktop.systemd1.reload-daemon") {\n'
         "        return polkit.Result.YES;\n    }\n" if reload_daemon else
@@ -83,6 +103,7 @@ def rule(config: Config, rules: list[Rule], user: str, source: str) -> str:
     return (
         f"// /etc/polkit-1/rules.d/50-healer.rules, made by `healer deploy polkit` from\n"
         f"// {source}. It lets {user} act on exactly these units with exactly these verbs.\n"
+        f"{aliases}"
         "polkit.addRule(function(action, subject) {\n"
         f"    if (subject.user != {json.dumps(user)}) {{\n"
         "        return polkit.Result.NOT_HANDLED;\n    }\n"

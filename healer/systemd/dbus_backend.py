@@ -86,7 +86,8 @@ HINTS = {
 def _error(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError:
     name = exc.get_dbus_name()
     hint = HINTS.get(name)
-    text = f"{doing}: {hint}" if hint else f"{doing}: {name}: {exc.get_dbus_message()}"
+    text = (f"{doing}: {name.rsplit('.', 1)[-1]}: {hint}" if hint else
+            f"{doing}: {name}: {exc.get_dbus_message()}")
     return SystemdError(text, dbus_name=name)
 
 
@@ -159,6 +160,7 @@ class DBusSystemd:
             load_state=str(unit["LoadState"]),
             active_state=str(unit["ActiveState"]),
             sub_state=str(unit["SubState"]),
+            unit_id=str(unit["Id"]) if str(unit["Id"]) != name else None,
             result=str(service.get("Result", "success")),
             n_restarts=int(service.get("NRestarts", 0)),
             main_pid=int(service.get("MainPID", 0)),

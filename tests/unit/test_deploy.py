@@ -9,6 +9,7 @@ from healer.deploy import polkit
 from healer.model import Scenario
 from healer.policy.loader import load_policies
 from healer.policy.models import Match, Rule, Step
+from healer.systemd.fake import FakeSystemd, unit
 
 ROOT = Path(__file__).resolve().parents[2]
 W = "w.service"
@@ -53,8 +54,8 @@ def test_shipped_sample_config_and_policies_are_valid() -> None:
     """deploy/healer.toml loads, and the rule for it covers the three units."""
     config = load_config(ROOT / "deploy" / "healer.toml")
     text = polkit.rule(config, load_policies(ROOT / "policies"), "healer", "deploy/healer.toml")
-    for unit in config.units.all():
-        assert f'"{unit}": [' in text
+    for name in config.units.all():
+        assert f'"{name}": [' in text
 
 
 def test_shipped_unit_is_hardened_type_notify_under_its_own_user() -> None:
@@ -75,3 +76,16 @@ def test_rule_refuses_every_other_systemd_action_for_the_user() -> None:
     refusal = text.index('action.id.indexOf("org.freedesktop.systemd1.") == 0')
     assert grants < refusal
     assert "return polkit.Result.NO;" in text[refusal:]
+
+
+def test_rule_names_the_unit_systemd_resolves_an_alias_to() -> None:
+    """An alias in [units] (redis.service) is granted under systemd's own name, with a note."""
+    fake = FakeSystemd(unit("redis-server.service"), unit(W), unit(BEAT))
+    fake.units[BROKER] = unit(BROKER).model_copy(update={"unit_id": "redis-server.service"})
+    ids = polkit.unit_ids(fake, CONFIG.units.all())
+    text = polkit.rule(CONFIG, [_rule(Scenario.BROKER_UNREACHABLE, "restart_broker")], "healer",
+                       "x", ids)
+    assert ids[BROKER] == "redis-server.service"
+    assert '"redis-server.service": ["reset-failed", "restart"]' in text
+    assert f'"{BROKER}"' not in text
+    assert "an alias: polkit sees redis-server.service" in text

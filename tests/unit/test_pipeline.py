@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from healer.audit.log import AuditLog
 from healer.config import UnitsConfig
-from healer.errors import SystemdError
+from healer.errors import BusUnavailable, SystemdError
 from healer.guard.controls import Controls
 from healer.policy.loader import load_policies
 from healer.policy.models import Limit
@@ -247,6 +247,25 @@ def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
     assert finished["outcome"] == "denied"
     assert finished["error"] == ACCESS_DENIED
     assert finished["dry_run"] is False
+
+
+def test_bus_lost_before_an_action_stops_the_ladder_without_holding(tmp_path: Path) -> None:
+    """No bus at action time: outcome unreachable, audited, no next step, no breaker, no page."""
+    fake = healthy_world()
+    fake.units[W1] = svc(W1, "failed", "signal")
+    fake.errors[("restart", W1)] = BusUnavailable("cannot reach systemd on D-Bus at x: gone")
+    harness = two_workers(fake, tmp_path)
+
+    report = harness.run()
+
+    assert not report.healthy
+    assert [(a.action, a.outcome) for a in report.actions] == [("restart_unit", "unreachable")]
+    assert fake.calls == [("restart", W1)]
+    finished = harness.audit()[2]
+    assert (finished["event"], finished["outcome"]) == ("action_finished", "unreachable")
+    assert finished["error"] == "BusUnavailable"
+    assert "escalation" not in harness.events()
+    assert harness.store.load().breakers == {}
 
 
 def test_start_limit_hit_is_reset_before_restart(tmp_path: Path) -> None:
