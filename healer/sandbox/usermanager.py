@@ -63,8 +63,12 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: floa
         time.sleep(pause)
 
 
-def _cgroup_hierarchies() -> list[Path]:
-    """Where this process sits in the hierarchies systemd uses: name=systemd (v1) and cgroup2."""
+# v1 controllers a system manager uses; cpuset is left out (a new cpuset group starts empty).
+CONTROLLERS = ("memory", "pids", "devices", "cpu", "cpuacct", "blkio", "freezer")
+
+
+def _cgroup_hierarchies(controllers: bool = False) -> list[Path]:
+    """Where this process sits in name=systemd (v1) and cgroup2 (+ v1 ``controllers``)."""
     mounts: dict[str, Path] = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split(" - ")
@@ -74,10 +78,15 @@ def _cgroup_hierarchies() -> list[Path]:
             mounts["0::"] = point
         elif fstype == "cgroup" and "name=systemd" in options:
             mounts["name=systemd"] = point
+        elif fstype == "cgroup" and controllers:
+            # keyed as /proc/self/cgroup names it: "memory", or "cpu,cpuacct" when co-mounted
+            names = [o for o in options.split(",") if o in CONTROLLERS]
+            if names:
+                mounts[",".join(names)] = point
     places = []
     for line in Path("/proc/self/cgroup").read_text().splitlines():
-        number, controllers, path = line.split(":", 2)
-        key = "0::" if number == "0" else controllers
+        number, hierarchy, path = line.split(":", 2)
+        key = "0::" if number == "0" else hierarchy
         if key in mounts:
             places.append(mounts[key] / path.lstrip("/"))
     if not places:
@@ -131,7 +140,7 @@ def _owner_alive(name: str) -> bool:
 def reap_stale(base: Path) -> list[str]:
     """Tear down sandboxes whose owning process is gone (a test run killed mid-way)."""
     reaped = []
-    for hierarchy in _cgroup_hierarchies():
+    for hierarchy in _cgroup_hierarchies(controllers=True):
         for group in hierarchy.glob(PREFIX + "*"):
             if not _owner_alive(group.name):
                 _kill_cgroup(group)

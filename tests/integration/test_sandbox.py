@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from healer.sandbox.rootimage import ensure_image
 from healer.sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
-from healer.sandbox.usermanager import PREFIX, UserManager
+from healer.sandbox.systemmanager import SystemManager
+from healer.sandbox.usermanager import PREFIX, UserManager, _cgroup_hierarchies
 
 pytestmark = pytest.mark.integration
 
 
 TMP = Path(tempfile.gettempdir())
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _cgroup_of(proc: Path) -> str:
@@ -25,11 +28,12 @@ def _cgroup_of(proc: Path) -> str:
 
 
 def _traces(name: str) -> list[str]:
-    """Folders, cgroups or processes a sandbox of this name left behind."""
+    """Folders, cgroups, processes or mounts a sandbox of this name left behind."""
     found = [str(p) for p in TMP.glob(name)]
-    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{name}*")]
+    found += [str(p) for h in _cgroup_hierarchies(controllers=True) for p in h.glob(f"{name}*")]
     found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"{name}*")]
     found += [f"pid {p.name}" for p in Path("/proc").glob("[0-9]*") if name in _cgroup_of(p)]
+    found += [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if name in m]
     return found
 
 
@@ -74,3 +78,23 @@ def test_stale_sandbox_of_a_dead_owner_is_reaped() -> None:
     with UserManager() as manager:
         assert manager.pid != os.getpid()
     assert not stale.exists()
+
+
+def test_system_manager_teardown_leaves_nothing_even_when_the_body_fails() -> None:
+    """A booted root goes completely on an error, and what it wrote never reaches the image."""
+    image = ensure_image(PROJECT)
+    names: list[str] = []
+
+    def fail_inside() -> None:
+        with SystemManager(image) as booted:
+            names.append(booted.name)
+            assert booted.systemctl("is-system-running", check=False).stdout.strip() in {
+                "running", "degraded"}
+            assert _traces(booted.name)
+            booted.write("/etc/written-by-a-test", "the overlay keeps this out of the image")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_inside()
+    assert _traces(names[0]) == []
+    assert not (image / "etc/written-by-a-test").exists()

@@ -63,7 +63,7 @@ def test_shipped_unit_is_hardened_type_notify_under_its_own_user() -> None:
     unit = (ROOT / "deploy" / "healer.service").read_text().splitlines()
     for line in ("Type=notify", "User=healer", "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "StateDirectory=healer", "LogsDirectory=healer", "CapabilityBoundingSet=",
-                 "UMask=0077"):
+                 "UMask=0077", "MemoryDenyWriteExecute=yes"):
         assert line in unit, line
     assert any(line.startswith("WatchdogSec=") for line in unit)
     assert not any(line.startswith("ProtectProc=invisible") for line in unit)

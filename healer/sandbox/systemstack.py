@@ -1,0 +1,136 @@
+"""The runbook's deployment on a real system manager, with healer installed for its own user.
+
+Debian's redis-server, a Celery worker and beat as system units of a ``celery`` user, and healer
+installed as the README's "Installing on a host" says.
+
+Unit names and paths are those of ``deploy/healer.toml``, so the shipped config works unchanged.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from healer.sandbox.rootimage import VENV, ensure_image
+from healer.sandbox.stack import BEAT, NODE, WORKER
+from healer.sandbox.systemmanager import SystemManager
+from healer.sandbox.usermanager import SandboxError, wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+    from typing import Self
+
+BROKER = "redis-server.service"
+HEALER = f"{VENV}/bin/healer"
+RULE = "/etc/polkit-1/rules.d/50-healer.rules"
+_CELERY = f"{VENV}/bin/python -m celery -A healer.sandbox.demoapp"
+_COMMANDS = {
+    WORKER: f"{_CELERY} worker --hostname={NODE} --concurrency=1 --loglevel=INFO "
+            "--without-mingle --without-gossip -E",
+    BEAT: f"{_CELERY} beat --schedule=/var/lib/celery/beat-schedule --loglevel=INFO",
+}
+
+
+def _unit(description: str, command: str) -> str:
+    return (
+        f"[Unit]\nDescription={description}\nAfter={BROKER}\n\n"
+        "[Service]\nType=simple\nRestart=no\nUser=celery\nGroup=celery\n"
+        "StateDirectory=celery\nWorkingDirectory=/var/lib/celery\n"
+        "Environment=PYTHONUNBUFFERED=1\n"
+        f"ExecStart={command}\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+class SystemStack:
+    """redis-server, a worker and beat on a booted root, with healer installed next to them."""
+
+    def __init__(self, project: Path, manager: SystemManager | None = None) -> None:
+        self.project = project
+        self.manager = manager or SystemManager(ensure_image(project))
+
+    def start(self, timeout: float = 60) -> Self:
+        """Boot, install healer, start the Celery units and wait until they work."""
+        self.manager.start()
+        self._install_healer()
+        run = self.manager.run
+        run("useradd", "--system", "--home-dir", "/var/lib/celery", "--shell",
+            "/usr/sbin/nologin", "celery")
+        for unit, command in _COMMANDS.items():
+            self.manager.write(f"/etc/systemd/system/{unit}", _unit("Celery", command))
+        self.manager.systemctl("daemon-reload")
+        self.manager.systemctl("enable", "--now", WORKER, BEAT)
+        self.wait_worker_ready(timeout)
+        wait_until(lambda: "Sending due task" in self.journal(BEAT), timeout,
+                   "beat to send its first task")
+        return self
+
+    def _install_healer(self) -> None:
+        """The README's install steps that the cached image has not done already."""
+        # Built on the host (pip would resolve /proc/PID/root to the host's /), copied in.
+        wheels = self.manager.folder / "dist"
+        built = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+             str(wheels), str(self.project)], capture_output=True, text=True, check=False,
+        )
+        if built.returncode != 0:
+            raise SandboxError(f"building healer's wheel failed: {built.stderr.strip()[-300:]}")
+        wheel = next(wheels.glob("healer-*.whl"))
+        inside = f"/opt/healer/{wheel.name}"
+        self.manager.write(inside, wheel.read_bytes())
+        run = self.manager.run
+        run(f"{VENV}/bin/pip", "install", "--quiet", "--no-index", "--no-deps", inside)
+        run("useradd", "--system", "--home-dir", "/var/lib/healer", "--shell",
+            "/usr/sbin/nologin", "--groups", "systemd-journal", "healer")
+        self.manager.write("/etc/healer/healer.toml",
+                           (self.project / "deploy" / "healer.toml").read_text())
+
+    def journal(self, unit: str) -> str:
+        """Everything the root's journal holds for a unit, one message per line."""
+        return self.manager.run("journalctl", "--no-pager", "-o", "cat", "-u", unit).stdout
+
+    def wait_worker_ready(self, timeout: float = 60, seen: int = 0) -> None:
+        """Wait until the worker has logged "ready." more than ``seen`` times and is active."""
+        wait_until(lambda: self.journal(WORKER).count(" ready.") > seen and self.active(WORKER),
+                   timeout, "the Celery worker to be ready")
+
+    def active(self, unit: str) -> bool:
+        """Whether systemd says the unit is active."""
+        return self.manager.show(unit, "ActiveState") == "active"
+
+    def kill(self, unit: str) -> None:
+        """SIGKILL the unit's main process, as the OOM killer would; wait until it is down."""
+        self.manager.systemctl("kill", "--kill-who=main", "--signal=KILL", unit)
+        wait_until(lambda: not self.active(unit), 10, f"{unit} to go down")
+
+    def install_rule(self, config: str = "/etc/healer/healer.toml") -> str:
+        """Install what `healer deploy polkit` prints for a config, as the README does."""
+        text = self.healer("deploy", "polkit", config=config).stdout
+        self.manager.write(RULE, text)
+        return text
+
+    def remove_rule(self) -> None:
+        """No polkit rule for healer at all."""
+        self.manager.path(RULE).unlink(missing_ok=True)
+
+    def healer(self, *args: str, config: str = "/etc/healer/healer.toml", user: str = "healer",
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the healer command line inside the root, as the healer user by default."""
+        return self.manager.run(HEALER, "--config", config, *args, user=user, check=check)
+
+    def stop(self) -> None:
+        """Tear the whole sandbox down."""
+        self.manager.stop()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
