@@ -16,8 +16,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from healer.sandbox.base import SandboxError
 from healer.sandbox.stack import WORKER, CeleryStack
-from healer.sandbox.usermanager import SandboxError
 
 if TYPE_CHECKING:
     from pathlib import Path

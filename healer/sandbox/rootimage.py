@@ -22,7 +22,7 @@ from pathlib import Path
 
 import tomllib
 
-from healer.sandbox.usermanager import SandboxError
+from healer.sandbox.base import SandboxError
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -110,7 +110,10 @@ def ensure_image(project: Path, cache: Path = CACHE) -> Path:
         if (image / ".complete").exists():
             return image
         for old in cache.glob("system-root-*"):
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
         building = cache / f"building-{key}"
         shutil.rmtree(building, ignore_errors=True)
         log = cache / f"system-root-{key}.log"

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healer.sandbox.usermanager import SandboxError, UserManager, wait_until
+from healer.sandbox.base import Sandbox, SandboxError, wait_until
+from healer.sandbox.usermanager import UserManager
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import Self
 
 WORKER = "hiringdog-celery.service"
@@ -36,7 +36,7 @@ def free_port() -> int:
         return port
 
 
-class CeleryStack:
+class CeleryStack(Sandbox):
     """A broker + worker + beat in a private user manager; ``config()`` writes healer's TOML.
 
     The broker is redis-server (unit ``redis.service``) or, with ``broker="rabbitmq"``,
@@ -197,11 +197,3 @@ class CeleryStack:
     def stop(self) -> None:
         """Tear the whole sandbox down."""
         self.manager.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

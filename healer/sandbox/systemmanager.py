@@ -20,27 +20,22 @@ from __future__ import annotations
 
 import atexit
 import os
-import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healer.sandbox.usermanager import (
-    PREFIX,
+from healer.sandbox.base import (
+    Sandbox,
     SandboxError,
-    _cgroup_hierarchies,
-    _kill_cgroup,
-    _members,
-    check_prerequisites,
-    reap_stale,
+    claim,
+    hierarchies,
+    remove,
     wait_until,
 )
+from healer.sandbox.usermanager import check_prerequisites
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import Self
 
 _BOOT = """
@@ -66,22 +61,19 @@ exec env -i container=other PATH=/usr/sbin:/usr/bin:/sbin:/bin /lib/systemd/syst
 _INSIDE_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/"]
 
 
-class SystemManager:
+class SystemManager(Sandbox):
     """One booted root; use as a context manager so it always goes away."""
 
     def __init__(self, image: Path, base: Path | None = None) -> None:
         check_prerequisites()
-        base = base or Path(tempfile.gettempdir())
-        reap_stale(base)
         self.image = image
-        self.name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-        self.folder = base / self.name
+        self.name, self.folder = claim(base)
         self.bus = self.folder / "bus"
         for sub in ("upper", "work", "root", "bus"):
             (self.folder / sub).mkdir(parents=True)
         self.bus.chmod(0o755)
         self.bus_address = f"unix:path={self.bus}/system_bus_socket"
-        self._groups = [h / f"{self.name}.slice" for h in _cgroup_hierarchies(controllers=True)]
+        self._groups = [h / f"{self.name}.slice" for h in hierarchies(controllers=True)]
         self._process: subprocess.Popen[bytes] | None = None
         self._pid1 = 0
 
@@ -169,15 +161,4 @@ class SystemManager:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for group in self._groups:
-            _kill_cgroup(group)
-        wait_until(lambda: not _members(self.name), 10, f"the processes of {self.name} to go")
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        remove(self.name, self._groups, self.folder)

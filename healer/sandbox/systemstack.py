@@ -8,18 +8,18 @@ Unit names and paths are those of ``deploy/healer.toml``, so the shipped config 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from healer.sandbox.base import Sandbox, SandboxError, wait_until
 from healer.sandbox.rootimage import VENV, ensure_image
 from healer.sandbox.stack import BEAT, NODE, WORKER
 from healer.sandbox.systemmanager import SystemManager
-from healer.sandbox.usermanager import SandboxError, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from types import TracebackType
     from typing import Self
 
 BROKER = "redis-server.service"
@@ -43,7 +43,7 @@ def _unit(description: str, command: str) -> str:
     )
 
 
-class SystemStack:
+class SystemStack(Sandbox):
     """redis-server, a worker and beat on a booted root, with healer installed next to them."""
 
     def __init__(self, project: Path, manager: SystemManager | None = None) -> None:
@@ -68,11 +68,14 @@ class SystemStack:
 
     def _install_healer(self) -> None:
         """The README's install steps that the cached image has not done already."""
-        # Built on the host (pip would resolve /proc/PID/root to the host's /), copied in.
-        wheels = self.manager.folder / "dist"
+        # Built on the host (pip would resolve /proc/PID/root to the host's /), from a copy of
+        # the source (setuptools leaves build/ behind, and would pack stale files from it).
+        source, wheels = self.manager.folder / "source", self.manager.folder / "dist"
+        shutil.copytree(self.project, source, ignore=shutil.ignore_patterns(
+            ".*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks"))
         built = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-             str(wheels), str(self.project)], capture_output=True, text=True, check=False,
+             str(wheels), str(source)], capture_output=True, text=True, check=False,
         )
         if built.returncode != 0:
             raise SandboxError(f"building healer's wheel failed: {built.stderr.strip()[-300:]}")
@@ -122,15 +125,3 @@ class SystemStack:
     def stop(self) -> None:
         """Tear the whole sandbox down."""
         self.manager.stop()
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

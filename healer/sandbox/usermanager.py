@@ -16,23 +16,24 @@ Facts this rests on (checked on Debian 12, systemd 252, as root):
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import secrets
 import shutil
-import signal
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from healer.sandbox.base import (
+    Sandbox,
+    SandboxError,
+    claim,
+    hierarchies,
+    remove,
+    wait_until,
+)
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import TracebackType
     from typing import Self
 
-PREFIX = "healer-sandbox-"
 SYSTEMD = "/usr/lib/systemd/systemd"
 JOURNALD = "/lib/systemd/systemd-journald"
 _LAUNCH = """
@@ -48,108 +49,6 @@ if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=755 healer-sandbox /var/
 {journald} &
 exec {systemd} --user
 """
-
-
-class SandboxError(RuntimeError):
-    """The sandbox could not be started or used; the message says what is missing."""
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.05) -> None:
-    """Poll ``check`` until it is true; raise SandboxError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(pause)
-
-
-# v1 controllers a system manager uses; cpuset is left out (a new cpuset group starts empty).
-CONTROLLERS = ("memory", "pids", "devices", "cpu", "cpuacct", "blkio", "freezer")
-
-
-def _cgroup_hierarchies(controllers: bool = False) -> list[Path]:
-    """Where this process sits in name=systemd (v1) and cgroup2 (+ v1 ``controllers``)."""
-    mounts: dict[str, Path] = {}
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split(" - ")
-        fstype, _, options = fields[1].split()[:3]
-        point = Path(line.split()[4])
-        if fstype == "cgroup2":
-            mounts["0::"] = point
-        elif fstype == "cgroup" and "name=systemd" in options:
-            mounts["name=systemd"] = point
-        elif fstype == "cgroup" and controllers:
-            # keyed as /proc/self/cgroup names it: "memory", or "cpu,cpuacct" when co-mounted
-            names = [o for o in options.split(",") if o in CONTROLLERS]
-            if names:
-                mounts[",".join(names)] = point
-    places = []
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        number, hierarchy, path = line.split(":", 2)
-        key = "0::" if number == "0" else hierarchy
-        if key in mounts:
-            places.append(mounts[key] / path.lstrip("/"))
-    if not places:
-        raise SandboxError("no cgroup hierarchy for systemd found in /proc/self/mountinfo")
-    return places
-
-
-def _kill_cgroup(group: Path) -> None:
-    """SIGKILL every process in the cgroup tree, then remove the tree, deepest first."""
-    if not group.exists():
-        return
-    for _ in range(100):
-        pids = {
-            int(p)
-            for procs in group.rglob("cgroup.procs")
-            for p in procs.read_text().split()
-        }
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-    for sub in sorted((d for d in group.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
-        with contextlib.suppress(OSError):
-            sub.rmdir()
-    with contextlib.suppress(OSError):
-        group.rmdir()
-
-
-def _cgroups_of(proc: Path) -> str:
-    try:
-        return (proc / "cgroup").read_text()
-    except OSError:  # gone meanwhile
-        return ""
-
-
-def _members(name: str) -> list[int]:
-    """Processes, zombies awaiting their reaper included, still in a cgroup of this name."""
-    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if f"/{name}." in _cgroups_of(p)]
-
-
-def _owner_alive(name: str) -> bool:
-    try:
-        owner = int(name.removeprefix(PREFIX).split("-")[0])
-    except ValueError:
-        return True
-    return Path(f"/proc/{owner}").exists()
-
-
-def reap_stale(base: Path) -> list[str]:
-    """Tear down sandboxes whose owning process is gone (a test run killed mid-way)."""
-    reaped = []
-    for hierarchy in _cgroup_hierarchies(controllers=True):
-        for group in hierarchy.glob(PREFIX + "*"):
-            if not _owner_alive(group.name):
-                _kill_cgroup(group)
-                reaped.append(group.name)
-    for folder in base.glob(PREFIX + "*"):
-        if not _owner_alive(folder.name):
-            shutil.rmtree(folder, ignore_errors=True)
-            reaped.append(folder.name)
-    return sorted(set(reaped))
 
 
 def check_prerequisites() -> None:
@@ -169,15 +68,12 @@ def check_prerequisites() -> None:
             raise SandboxError(f"{folder} does not exist to mount the sandbox's tmpfs on")
 
 
-class UserManager:
+class UserManager(Sandbox):
     """One private ``systemd --user``; use as a context manager so it always goes away."""
 
     def __init__(self, base: Path | None = None) -> None:
         check_prerequisites()
-        base = base or Path(tempfile.gettempdir())
-        reap_stale(base)
-        self.name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
-        self.root = base / self.name
+        self.name, self.root = claim(base)
         self.runtime = self.root / "run"
         self.unit_dir = self.root / "config" / "systemd" / "user"
         self.unit_dir.mkdir(parents=True)
@@ -191,7 +87,7 @@ class UserManager:
             "XDG_CONFIG_HOME": str(self.root / "config"),
             "DBUS_SESSION_BUS_ADDRESS": self.bus_address,
         }
-        self._slices = [h / f"{self.name}.slice" for h in _cgroup_hierarchies()]
+        self._slices = [h / f"{self.name}.slice" for h in hierarchies()]
         self._cgroups = [s / f"user@{os.getuid()}.service" for s in self._slices]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -267,16 +163,4 @@ class UserManager:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for group in self._slices:
-            _kill_cgroup(group)
-        # Killed orphans (journald) linger as zombies until the host's init reaps them.
-        wait_until(lambda: not _members(self.name), 10, f"the processes of {self.name} to go")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        remove(self.name, self._slices, self.root)

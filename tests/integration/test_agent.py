@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from healer.sandbox.base import wait_until
 from healer.sandbox.stack import WORKER, CeleryStack, free_port
-from healer.sandbox.usermanager import wait_until
 from healer.state import StateStore
 from tests.conftest import audit_records, client, healer
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
+from healer.sandbox.base import wait_until
 from healer.sandbox.stack import BEAT, BROKER, NODE, WORKER, CeleryStack, free_port
-from healer.sandbox.usermanager import wait_until
 from tests.conftest import client, diagnose, scenarios
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from healer.clock import SystemClock
+from healer.sandbox.base import wait_until
 from healer.sandbox.stack import BEAT, WORKER
 from healer.sandbox.systemstack import BROKER, RULE, SystemStack
-from healer.sandbox.usermanager import wait_until
 from healer.systemd.dbus_backend import DBusSystemd
 
 if TYPE_CHECKING:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from healer.sandbox.base import PREFIX, hierarchies
 from healer.sandbox.rootimage import ensure_image
 from healer.sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
 from healer.sandbox.systemmanager import SystemManager
-from healer.sandbox.usermanager import PREFIX, UserManager, _cgroup_hierarchies
+from healer.sandbox.usermanager import UserManager
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def _cgroup_of(proc: Path) -> str:
 def _traces(name: str) -> list[str]:
     """Folders, cgroups, processes or mounts a sandbox of this name left behind."""
     found = [str(p) for p in TMP.glob(name)]
-    found += [str(p) for h in _cgroup_hierarchies(controllers=True) for p in h.glob(f"{name}*")]
+    found += [str(p) for h in hierarchies(controllers=True) for p in h.glob(f"{name}*")]
     found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"{name}*")]
     found += [f"pid {p.name}" for p in Path("/proc").glob("[0-9]*") if name in _cgroup_of(p)]
     found += [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if name in m]
