@@ -137,11 +137,13 @@ def claim(base: Path | None) -> tuple[str, Path]:
 
 def remove(name: str, groups: list[Path], folder: Path) -> None:
     """Kill what is left in a sandbox's cgroups, wait until it is gone, remove its folder."""
-    for group in groups:
-        kill_cgroup(group)
-    # Killed orphans linger as zombies until the host's init reaps them.
-    wait_until(lambda: not members(name), 10, f"the processes of {name} to go")
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        for group in groups:
+            kill_cgroup(group)
+        # Killed orphans linger as zombies until the host's init reaps them.
+        wait_until(lambda: not members(name), 10, f"the processes of {name} to go")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Sandbox:

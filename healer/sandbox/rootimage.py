@@ -60,8 +60,11 @@ def debian_mirror(sources: Path = Path("/etc/apt")) -> str:
 
 def _run(argv: list[str], what: str, log: Path, env: dict[str, str] | None = None) -> None:
     with log.open("ab") as out:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                                check=False, timeout=1800)
+        try:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    env=env, check=False, timeout=1800)
+        except subprocess.TimeoutExpired as exc:
+            raise SandboxError(f"{what} took over {exc.timeout:.0f}s; see {log}") from exc
     if result.returncode != 0:
         raise SandboxError(f"{what} failed with {result.returncode}; see {log}")
 
@@ -98,6 +101,12 @@ def _build(root: Path, project: Path, log: Path) -> None:
     shutil.rmtree(wheels)
 
 
+def _unmount_below(folder: Path) -> None:
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((p for p in points if p.startswith(f"{folder}/")), reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+
+
 def ensure_image(project: Path, cache: Path = CACHE) -> Path:
     """The cached root for this project's lock file, built first if need be (about 1-2 min)."""
     key = image_key(project)
@@ -115,6 +124,7 @@ def ensure_image(project: Path, cache: Path = CACHE) -> Path:
             else:
                 old.unlink()
         building = cache / f"building-{key}"
+        _unmount_below(building)  # a killed debootstrap leaves its proc and sys mounts
         shutil.rmtree(building, ignore_errors=True)
         log = cache / f"system-root-{key}.log"
         with contextlib.suppress(FileNotFoundError):

@@ -8,6 +8,9 @@ What it rests on (checked on Debian 12, systemd 252, polkitd 122, as root):
   units with ``PrivateUsers=`` (Debian's redis-server has it) fail with 217/USER.
 - systemd starts in a cgroup of its own in every hierarchy it uses: in the root cgroup it would
   take over the host's cgroup tree, as a user manager does.
+- The host is kept out of reach: a /dev of its own (the harmless nodes, its own pts and shm,
+  /dev/console on /dev/null), /sys and /proc/sys read-only (the cgroup mounts below /sys stay
+  writable for systemd).
 - A host folder is bind-mounted on the root's /run/dbus, so the system bus socket is reachable
   from the host at ``bus_address``.
 - ``run(..., user=...)`` runs a command inside as another uid (``setpriv``), which is how healer
@@ -45,8 +48,20 @@ for procs in "$@"; do echo $$ > "$procs"; done
 mount -t overlay healer-sandbox \
     -o "lowerdir=$image,upperdir=$layer/upper,workdir=$layer/work" "$root"
 mount -t proc proc "$root/proc"
+mount --bind "$root/proc/sys" "$root/proc/sys"
+mount -o remount,bind,ro "$root/proc/sys"
 mount --rbind /sys "$root/sys"
-mount --rbind /dev "$root/dev"
+mount -o remount,bind,ro "$root/sys"
+mount -t tmpfs -o mode=755,nosuid healer-sandbox "$root/dev"
+for node in null zero full random urandom tty; do
+    touch "$root/dev/$node"; mount --bind "/dev/$node" "$root/dev/$node"
+done
+touch "$root/dev/console"; mount --bind /dev/null "$root/dev/console"
+mkdir "$root/dev/pts" "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$root/dev/pts"
+ln -s pts/ptmx "$root/dev/ptmx"
+ln -s /proc/self/fd "$root/dev/fd"
+mount -t tmpfs -o mode=1777,nosuid,nodev healer-sandbox "$root/dev/shm"
 mount -t tmpfs -o mode=755 healer-sandbox "$root/run"
 mount -t tmpfs -o mode=1777 healer-sandbox "$root/tmp"
 mkdir "$root/run/dbus"
@@ -81,14 +96,14 @@ class SystemManager(Sandbox):
         """Boot, and wait until the manager says it is running (or degraded)."""
         for group in self._groups:
             group.mkdir()
-        log = (self.folder / "manager.log").open("wb")
-        self._process = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc", "--net",
-             "--propagation", "private", "--", "/bin/sh", "-c", _BOOT, "sh",
-             str(self.image), str(self.folder), str(self.folder / "root"), str(self.bus),
-             *(str(g / "cgroup.procs") for g in self._groups)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        )
+        with (self.folder / "manager.log").open("wb") as log:
+            self._process = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc", "--net",
+                 "--propagation", "private", "--", "/bin/sh", "-c", _BOOT, "sh",
+                 str(self.image), str(self.folder), str(self.folder / "root"), str(self.bus),
+                 *(str(g / "cgroup.procs") for g in self._groups)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
         atexit.register(self.stop)
         wait_until(self._booted, timeout, f"the system manager in {self.folder} (manager.log)")
         return self
@@ -146,8 +161,10 @@ class SystemManager(Sandbox):
         """Write a file of the root (its folder is made if need be)."""
         path = self.path(inside)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-        path.chmod(mode)
+        partial = path.with_name(f".{path.name}.partial")  # renamed: readers see all or nothing
+        partial.write_bytes(content.encode() if isinstance(content, str) else content)
+        partial.chmod(mode)
+        partial.rename(path)
 
     def stop(self) -> None:
         """Power the manager off; kill what is left; remove the overlay and every folder."""
@@ -157,7 +174,7 @@ class SystemManager(Sandbox):
             if self._pid1:
                 os.kill(self._pid1, signal.SIGRTMIN + 4)  # systemd: poweroff
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=30 if self._pid1 else 0)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

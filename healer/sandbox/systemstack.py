@@ -19,12 +19,14 @@ from healer.sandbox.stack import BEAT, NODE, WORKER
 from healer.sandbox.systemmanager import SystemManager
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Self
 
 BROKER = "redis-server.service"
 HEALER = f"{VENV}/bin/healer"
 RULE = "/etc/polkit-1/rules.d/50-healer.rules"
+_RULES_LOADED = "Finished loading, compiling and executing"  # polkitd, after (re)loading
 _CELERY = f"{VENV}/bin/python -m celery -A healer.sandbox.demoapp"
 _COMMANDS = {
     WORKER: f"{_CELERY} worker --hostname={NODE} --concurrency=1 --loglevel=INFO "
@@ -110,12 +112,22 @@ class SystemStack(Sandbox):
     def install_rule(self, config: str = "/etc/healer/healer.toml") -> str:
         """Install what `healer deploy polkit` prints for a config, as the README does."""
         text = self.healer("deploy", "polkit", config=config).stdout
-        self.manager.write(RULE, text)
+        self._change_rules(lambda: self.manager.write(RULE, text))
         return text
 
     def remove_rule(self) -> None:
         """No polkit rule for healer at all."""
-        self.manager.path(RULE).unlink(missing_ok=True)
+        self._change_rules(lambda: self.manager.path(RULE).unlink(missing_ok=True))
+
+    def _change_rules(self, change: Callable[[], None]) -> None:
+        """Change rules.d, and wait until a running polkitd has loaded it again."""
+        if not self.manager.path(RULE).parent.exists() or not self.active("polkit.service"):
+            change()  # polkitd is started on demand and loads the rules then
+            return
+        loaded = self.journal("polkit.service").count(_RULES_LOADED)
+        change()
+        wait_until(lambda: self.journal("polkit.service").count(_RULES_LOADED) > loaded, 20,
+                   "polkitd to load its rules again")
 
     def healer(self, *args: str, config: str = "/etc/healer/healer.toml", user: str = "healer",
                check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -95,14 +95,14 @@ class UserManager(Sandbox):
         """Start the manager and wait until it answers on its bus."""
         for group in self._cgroups:
             group.mkdir(parents=True)
-        log = (self.root / "manager.log").open("wb")
-        self._process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--",
-             "/bin/sh", "-c", _LAUNCH.format(systemd=SYSTEMD, journald=JOURNALD), "sh",
-             str(self.journal), *(str(g / "cgroup.procs") for g in self._cgroups)],
-            env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True,
-        )
+        with (self.root / "manager.log").open("wb") as log:
+            self._process = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "--",
+                 "/bin/sh", "-c", _LAUNCH.format(systemd=SYSTEMD, journald=JOURNALD), "sh",
+                 str(self.journal), *(str(g / "cgroup.procs") for g in self._cgroups)],
+                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )
         atexit.register(self.stop)
         wait_until(self._ready, timeout, f"systemd --user in {self.root} (see manager.log)")
         return self

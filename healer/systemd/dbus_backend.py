@@ -83,8 +83,11 @@ HINTS = {
 }
 
 
-def _error(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError:
+def translate(exc: dbus.exceptions.DBusException, doing: str) -> SystemdError | BusUnavailable:
+    """A D-Bus error as healer's: lost bus, polkit denial (with what to do), or systemd's own."""
     name = exc.get_dbus_name()
+    if name in LOST:  # what became of the call is unknown: the next pass looks again
+        return BusUnavailable(f"{doing}: lost the D-Bus connection to systemd ({name})")
     hint = HINTS.get(name)
     text = (f"{doing}: {name.rsplit('.', 1)[-1]}: {hint}" if hint else
             f"{doing}: {name}: {exc.get_dbus_message()}")
@@ -154,7 +157,7 @@ class DBusSystemd:
             service = self._properties(path, SERVICE) if name.endswith(".service") else {}
         except dbus.exceptions.DBusException as exc:
             self._check_lost(exc)
-            raise ProbeError(str(_error(exc, f"reading {name}"))) from exc
+            raise ProbeError(str(translate(exc, f"reading {name}"))) from exc
         return UnitState(
             name=name,
             load_state=str(unit["LoadState"]),
@@ -180,7 +183,7 @@ class DBusSystemd:
             job = str(method(name, "replace", timeout=self._call_timeout))
         except dbus.exceptions.DBusException as exc:
             self._check_lost(exc)
-            raise _error(exc, f"{verb} {name}") from exc
+            raise translate(exc, f"{verb} {name}") from exc
         deadline = self._clock.monotonic() + timeout
         context = GLib.MainContext.default()
         while job not in self._finished:
@@ -196,7 +199,7 @@ class DBusSystemd:
             self._connected().Reload(timeout=RELOAD_TIMEOUT)
         except dbus.exceptions.DBusException as exc:
             self._check_lost(exc)
-            raise _error(exc, "daemon-reload") from exc
+            raise translate(exc, "daemon-reload") from exc
 
     def reset_failed(self, name: str) -> None:
         """ResetFailedUnit."""
@@ -204,4 +207,4 @@ class DBusSystemd:
             self._connected().ResetFailedUnit(name, timeout=self._call_timeout)
         except dbus.exceptions.DBusException as exc:
             self._check_lost(exc)
-            raise _error(exc, f"reset-failed {name}") from exc
+            raise translate(exc, f"reset-failed {name}") from exc

@@ -40,10 +40,12 @@ def system() -> Iterator[SystemStack]:
 def ready(system: SystemStack) -> None:
     """Before each test: the rule for the shipped config installed, every unit running."""
     system.install_rule()
-    for unit in (BROKER, WORKER, BEAT):
-        if not system.active(unit):
-            system.manager.systemctl("restart", unit)
-    system.wait_worker_ready()
+    seen = system.journal(WORKER).count(" ready.")
+    down = [unit for unit in (BROKER, WORKER, BEAT) if not system.active(unit)]
+    for unit in down:
+        system.manager.systemctl("restart", unit)
+    if WORKER in down:
+        system.wait_worker_ready(seen=seen)
 
 
 def config(system: SystemStack, name: str, workers: tuple[str, ...] = (WORKER,)) -> str:
@@ -164,11 +166,20 @@ def test_shipped_unit_runs_as_its_own_user_and_heals_by_itself(system: SystemSta
         system.manager.systemctl("disable", "--now", unit)
 
 
-def test_rule_file_is_the_one_healer_deploy_polkit_prints(system: SystemStack) -> None:
-    """The rule installed names Debian's redis-server.service for the shipped config's alias."""
+def test_broker_named_by_its_alias_is_restarted_through_the_rule(system: SystemStack) -> None:
+    """[units] broker = redis.service: the rule names redis-server.service, and polkit allows it."""
     text = system.manager.path(RULE).read_text()
     assert '"redis-server.service": ["reset-failed", "restart"]' in text
     assert "redis.service, an alias: polkit sees redis-server.service" in text
+    path = config(system, "alias")
+    system.manager.systemctl("stop", BROKER)
+
+    result = system.healer("run-once", config=path, check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert system.active(BROKER)
+    [restart] = finished(audit(system, "/var/log/healer-alias/audit.jsonl"), "redis.service")
+    assert (restart["action"], restart["outcome"]) == ("restart_broker", "healed")
 
 
 def test_shipped_unit_security_score_is_at_most_2_5(capsys: pytest.CaptureFixture[str]) -> None:
