@@ -19,10 +19,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tomllib
 
 from healer.sandbox.base import SandboxError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -101,6 +105,14 @@ def _build(root: Path, project: Path, log: Path) -> None:
     shutil.rmtree(wheels)
 
 
+@contextlib.contextmanager
+def in_use(image: Path, exclusive: bool = False) -> Iterator[None]:
+    """Hold an image: shared while booted from, exclusive (else BlockingIOError) to delete it."""
+    with (image / ".complete").open() as marker:
+        fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        yield
+
+
 def _unmount_below(folder: Path) -> None:
     points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     for point in sorted((p for p in points if p.startswith(f"{folder}/")), reverse=True):
@@ -119,10 +131,11 @@ def ensure_image(project: Path, cache: Path = CACHE) -> Path:
         if (image / ".complete").exists():
             return image
         for old in cache.glob("system-root-*"):
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
+            if not old.is_dir():
                 old.unlink()
+                continue
+            with contextlib.suppress(BlockingIOError), in_use(old, exclusive=True):
+                shutil.rmtree(old, ignore_errors=True)  # not booted by another run just now
         building = cache / f"building-{key}"
         _unmount_below(building)  # a killed debootstrap leaves its proc and sys mounts
         shutil.rmtree(building, ignore_errors=True)

@@ -22,6 +22,7 @@ What it rests on (checked on Debian 12, systemd 252, polkitd 122, as root):
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from healer.sandbox.base import (
     remove,
     wait_until,
 )
+from healer.sandbox.rootimage import in_use
 from healer.sandbox.usermanager import check_prerequisites
 
 if TYPE_CHECKING:
@@ -91,9 +93,11 @@ class SystemManager(Sandbox):
         self._groups = [h / f"{self.name}.slice" for h in hierarchies(controllers=True)]
         self._process: subprocess.Popen[bytes] | None = None
         self._pid1 = 0
+        self._image_held = contextlib.ExitStack()
 
     def start(self, timeout: float = 30) -> Self:
         """Boot, and wait until the manager says it is running (or degraded)."""
+        self._image_held.enter_context(in_use(self.image))  # no run deletes it under us
         for group in self._groups:
             group.mkdir()
         with (self.folder / "manager.log").open("wb") as log:
@@ -179,3 +183,4 @@ class SystemManager(Sandbox):
                 process.kill()
                 process.wait()
         remove(self.name, self._groups, self.folder)
+        self._image_held.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from healer.sandbox.base import PREFIX, hierarchies
-from healer.sandbox.rootimage import ensure_image
+from healer.sandbox.rootimage import ensure_image, in_use
 from healer.sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
 from healer.sandbox.systemmanager import SystemManager
 from healer.sandbox.usermanager import UserManager
@@ -99,3 +99,12 @@ def test_system_manager_teardown_leaves_nothing_even_when_the_body_fails() -> No
         fail_inside()
     assert _traces(names[0]) == []
     assert not (image / "etc/written-by-a-test").exists()
+
+
+def test_a_booted_image_cannot_be_deleted_by_another_run() -> None:
+    """While a sandbox runs on an image, a run that would delete it cannot take it."""
+    image = ensure_image(PROJECT)
+    with SystemManager(image), pytest.raises(BlockingIOError), in_use(image, exclusive=True):
+        pass
+    with in_use(image, exclusive=True):
+        assert image.exists()
