@@ -126,3 +126,15 @@ def test_webhook_must_be_http_and_pagerduty_needs_a_key(tmp_path: Path) -> None:
         config.write_text(f'[units]\nworkers = ["a.service"]\n[escalation]\n{body}\n')
         with pytest.raises(ConfigError, match=key):
             load_config(config)
+
+
+def test_deploy_polkit_without_a_bus_still_prints_the_rule_and_says_what_it_could_not_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No bus to resolve aliases: the rule from the configured names, and one warning line."""
+    assert main(["--config", str(config_file(tmp_path)), "deploy", "polkit"]) == 0
+    out, err = capsys.readouterr()
+    assert '"celery.service": ["reset-failed", "restart"]' in out
+    [warning] = err.splitlines()
+    assert "[units] not checked against systemd" in warning
+    assert "an alias there would not be covered" in warning
