@@ -157,7 +157,8 @@ class DBusSystemd:
             service = self._properties(path, SERVICE) if name.endswith(".service") else {}
         except dbus.exceptions.DBusException as exc:
             self._check_lost(exc)
-            raise ProbeError(str(translate(exc, f"reading {name}"))) from exc
+            error = translate(exc, f"reading {name}")
+            raise error if isinstance(error, BusUnavailable) else ProbeError(str(error)) from exc
         return UnitState(
             name=name,
             load_state=str(unit["LoadState"]),
