@@ -36,7 +36,36 @@ def free_port() -> int:
         return port
 
 
-class CeleryStack(Sandbox):
+class Deployment(Sandbox):
+    """A Celery worker and beat as units of some systemd manager: waiting on them, reading them.
+
+    Subclasses say how to read a unit's property and what a unit logged.
+    """
+
+    def show(self, unit: str, prop: str) -> str:
+        """One property of a unit, as systemctl prints it."""
+        raise NotImplementedError
+
+    def unit_log(self, unit: str) -> str:
+        """What the worker or beat unit logged so far."""
+        raise NotImplementedError
+
+    def active(self, unit: str) -> bool:
+        """Whether systemd says the unit is active."""
+        return self.show(unit, "ActiveState") == "active"
+
+    def wait_worker_ready(self, timeout: float = 30, seen: int = 0) -> None:
+        """Wait until the worker has logged "ready." more than ``seen`` times and is active."""
+        wait_until(lambda: self.unit_log(WORKER).count(" ready.") > seen and self.active(WORKER),
+                   timeout, "the Celery worker to be ready")
+
+    def wait_beat_sending(self, timeout: float = 60) -> None:
+        """Wait until beat has sent a task."""
+        wait_until(lambda: "Sending due task" in self.unit_log(BEAT), timeout,
+                   "beat to send its first task")
+
+
+class CeleryStack(Deployment):
     """A broker + worker + beat in a private user manager; ``config()`` writes healer's TOML.
 
     The broker is redis-server (unit ``redis.service``) or, with ``broker="rabbitmq"``,
@@ -136,8 +165,7 @@ class CeleryStack(Sandbox):
         self.manager.start()
         self.manager.systemctl("start", self.broker_unit, WORKER, BEAT)
         self.wait_worker_ready(timeout)
-        wait_until(lambda: "Sending due task" in self.log("celerybeat.log"), timeout,
-                   "beat to send its first task")
+        self.wait_beat_sending(timeout)
         return self
 
     def log(self, name: str) -> str:
@@ -147,18 +175,17 @@ class CeleryStack(Sandbox):
         path = self.logs / name
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def wait_worker_ready(self, timeout: float = 30, seen: int = 0) -> None:
-        """Wait until the worker has logged "ready." more than ``seen`` times and is active."""
-        wait_until(lambda: self.log("celery.log").count(" ready.") > seen and self.active(WORKER),
-                   timeout, "the Celery worker to be ready")
+    def unit_log(self, unit: str) -> str:
+        """What the worker or beat unit logged, from its file or the journal."""
+        return self.log(next(name for name, logged in _LOG_UNITS.items() if logged == unit))
 
-    def active(self, unit: str) -> bool:
-        """Whether systemd says the unit is active."""
-        return self.manager.show(unit, "ActiveState") == "active"
+    def show(self, unit: str, prop: str) -> str:
+        """One property of a unit of the sandbox's manager."""
+        return self.manager.show(unit, prop)
 
     def main_pid(self, unit: str) -> int:
         """The unit's main PID (0 when it has none)."""
-        return int(self.manager.show(unit, "MainPID") or 0)
+        return int(self.show(unit, "MainPID") or 0)
 
     def kill(self, unit: str, sig: signal.Signals = signal.SIGKILL) -> int:
         """Send a signal to the unit's main process, as the OOM killer or a stray kill would."""

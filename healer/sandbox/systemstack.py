@@ -13,9 +13,9 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from healer.sandbox.base import Sandbox, SandboxError, wait_until
+from healer.sandbox.base import SandboxError, wait_until
 from healer.sandbox.rootimage import VENV, ensure_image
-from healer.sandbox.stack import BEAT, NODE, WORKER
+from healer.sandbox.stack import BEAT, NODE, WORKER, Deployment
 from healer.sandbox.systemmanager import SystemManager
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def _unit(description: str, command: str) -> str:
     )
 
 
-class SystemStack(Sandbox):
+class SystemStack(Deployment):
     """redis-server, a worker and beat on a booted root, with healer installed next to them."""
 
     def __init__(self, project: Path, manager: SystemManager | None = None) -> None:
@@ -64,8 +64,7 @@ class SystemStack(Sandbox):
         self.manager.systemctl("daemon-reload")
         self.manager.systemctl("enable", "--now", WORKER, BEAT)
         self.wait_worker_ready(timeout)
-        wait_until(lambda: "Sending due task" in self.journal(BEAT), timeout,
-                   "beat to send its first task")
+        self.wait_beat_sending(timeout)
         return self
 
     def _install_healer(self) -> None:
@@ -95,14 +94,13 @@ class SystemStack(Sandbox):
         """Everything the root's journal holds for a unit, one message per line."""
         return self.manager.run("journalctl", "--no-pager", "-o", "cat", "-u", unit).stdout
 
-    def wait_worker_ready(self, timeout: float = 60, seen: int = 0) -> None:
-        """Wait until the worker has logged "ready." more than ``seen`` times and is active."""
-        wait_until(lambda: self.journal(WORKER).count(" ready.") > seen and self.active(WORKER),
-                   timeout, "the Celery worker to be ready")
+    def unit_log(self, unit: str) -> str:
+        """What the unit logged, from the root's journal."""
+        return self.journal(unit)
 
-    def active(self, unit: str) -> bool:
-        """Whether systemd says the unit is active."""
-        return self.manager.show(unit, "ActiveState") == "active"
+    def show(self, unit: str, prop: str) -> str:
+        """One property of a unit of the root's manager."""
+        return self.manager.show(unit, prop)
 
     def kill(self, unit: str) -> None:
         """SIGKILL the unit's main process, as the OOM killer would; wait until it is down."""

@@ -18,6 +18,7 @@ from healer.sandbox.base import wait_until
 from healer.sandbox.stack import BEAT, WORKER
 from healer.sandbox.systemstack import BROKER, RULE, SystemStack
 from healer.systemd.dbus_backend import DBusSystemd
+from tests.conftest import audit_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,7 +46,7 @@ def ready(system: SystemStack) -> None:
     for unit in down:
         system.manager.systemctl("restart", unit)
     if WORKER in down:
-        system.wait_worker_ready(seen=seen)
+        system.wait_worker_ready(timeout=60, seen=seen)
 
 
 def config(system: SystemStack, name: str, workers: tuple[str, ...] = (WORKER,)) -> str:
@@ -63,8 +64,7 @@ def config(system: SystemStack, name: str, workers: tuple[str, ...] = (WORKER,))
 
 def audit(system: SystemStack, log: str) -> list[dict[str, Any]]:
     """The records of an audit log inside the root (none before it exists)."""
-    path = system.manager.path(log)
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return audit_records(system.manager.path(log))
 
 
 def finished(records: list[dict[str, Any]], unit: str) -> list[dict[str, Any]]:
