@@ -50,9 +50,22 @@ class Deployment(Sandbox):
         """What the worker or beat unit logged so far."""
         raise NotImplementedError
 
+    def main_pid(self, unit: str) -> int:
+        """The unit's main PID (0 when it has none)."""
+        return int(self.show(unit, "MainPID") or 0)
+
     def active(self, unit: str) -> bool:
         """Whether systemd says the unit is active."""
         return self.show(unit, "ActiveState") == "active"
+
+    def wait_down(self, unit: str, timeout: float = 10) -> None:
+        """Wait until the unit is inactive or failed, not just no longer active.
+
+        While the pool's children are still going it is "deactivating", and systemd has not
+        yet recorded how it went down.
+        """
+        wait_until(lambda: self.show(unit, "ActiveState") in {"inactive", "failed"}, timeout,
+                   f"{unit} to go down")
 
     def wait_worker_ready(self, timeout: float = 30, seen: int = 0) -> None:
         """Wait until the worker has logged "ready." more than ``seen`` times and is active."""
@@ -183,10 +196,6 @@ class CeleryStack(Deployment):
         """One property of a unit of the sandbox's manager."""
         return self.manager.show(unit, prop)
 
-    def main_pid(self, unit: str) -> int:
-        """The unit's main PID (0 when it has none)."""
-        return int(self.show(unit, "MainPID") or 0)
-
     def kill(self, unit: str, sig: signal.Signals = signal.SIGKILL) -> int:
         """Send a signal to the unit's main process, as the OOM killer or a stray kill would."""
         pid = self.main_pid(unit)
@@ -194,7 +203,7 @@ class CeleryStack(Deployment):
             raise SandboxError(f"{unit} has no main process to kill")
         os.kill(pid, sig)
         if sig in {signal.SIGKILL, signal.SIGTERM}:
-            wait_until(lambda: not self.active(unit), 10, f"{unit} to go down after {sig.name}")
+            self.wait_down(unit)
         return pid
 
     def config(self, path: Path | None = None, extra: str = "", **sections: str) -> Path:

@@ -105,7 +105,7 @@ class SystemStack(Deployment):
     def kill(self, unit: str) -> None:
         """SIGKILL the unit's main process, as the OOM killer would; wait until it is down."""
         self.manager.systemctl("kill", "--kill-who=main", "--signal=KILL", unit)
-        wait_until(lambda: not self.active(unit), 10, f"{unit} to go down")
+        self.wait_down(unit)
 
     def install_rule(self, config: str = "/etc/healer/healer.toml") -> str:
         """Install what `healer deploy polkit` prints for a config, as the README does."""

@@ -73,9 +73,13 @@ def test_operator_stop_is_reported_and_left_stopped(stack: CeleryStack) -> None:
     """A worker stopped with systemctl is reported, not restarted (exit 1, decision held)."""
     stack.manager.systemctl("stop", WORKER)
     result = healer(stack.config(), "run-once")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "operator" in result.stdout
-    assert stack.manager.show(WORKER, "ActiveState") == "inactive"
+    after = {p: stack.show(WORKER, p) for p in ("ActiveState", "ActiveEnterTimestamp",
+                                                 "InvocationID", "NRestarts")}
+    assert after["ActiveState"] == "inactive", (
+        f"{after}\n{result.stdout}\n{audit_records(stack.audit_log)}\n"
+        f"{stack.unit_log(WORKER)[-1500:]}")
     decisions = [r for r in audit_records(stack.audit_log) if r["event"] == "decision"]
     assert [d["outcome"] for d in decisions] == ["held"]
     assert _actions(stack) == []
