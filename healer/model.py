@@ -77,14 +77,20 @@ class UnitState(Frozen):
     def why_down(self) -> tuple[str, str | None]:
         """For a unit that is not running: a summary, and why it must be held (or None).
 
-        A unit that is not loaded needs its file or [units] fixed; one stopped cleanly
-        (inactive, Result=success) was stopped as by an operator and is left stopped.
+        A unit that is not loaded needs its file or [units] fixed; one still deactivating is
+        judged once it is down; one stopped cleanly (inactive, Result=success) was stopped as
+        by an operator and is left stopped.
         """
         if self.load_state != "loaded":
             return (f"unit {self.load_state}",
                     f"{self.name} is {self.load_state}: fix the unit file or [units]")
+        status = f"Result={self.result}, status {self.exec_main_status}"
+        if self.active_state == "deactivating":
+            # Going down (its processes are being stopped): a crash and an operator's stop
+            # look alike until systemd has recorded how it ended.
+            return (f"deactivating ({status})",
+                    "still stopping: judged once it is down")
         if self.failed:
-            status = f"Result={self.result}, status {self.exec_main_status}"
             return f"{self.active_state} ({status})", None
         return ("stopped cleanly (Result=success), as by an operator",
                 "stopped by an operator: left stopped")

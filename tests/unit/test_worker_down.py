@@ -54,6 +54,15 @@ def test_clean_stop_is_held() -> None:
     assert "operator" in findings[0].hold
 
 
+@pytest.mark.parametrize("result", ["success", "signal"])
+def test_deactivating_unit_is_held_until_down(result: str) -> None:
+    """A worker still deactivating is held as stopping, not taken for an operator's stop."""
+    findings = worker_down.detect(snapshot(unit(W1, "deactivating", result)))
+    assert len(findings) == 1
+    assert findings[0].hold == "still stopping: judged once it is down"
+    assert "operator" not in findings[0].summary
+
+
 @pytest.mark.parametrize("result", ["exit-code", "signal", "oom-kill", "start-limit-hit"])
 def test_inactive_after_failure_is_not_held(result: str) -> None:
     """Inactive with a failing Result counts as failed and is not held."""
