@@ -2,27 +2,49 @@
 
 MemoryCurrent and CPUUsageNSec read 2^64-1 when the manager does not account them (as with a
 user manager without delegated controllers); then the unit's main process and its children
-are summed with psutil.
+are summed with psutil. A main process that runs but that healer cannot read (/proc hidden by
+ProtectProc= or hidepid=, or access denied) is a probe error, reported as unknown: counting it as
+nothing would call its memory fine without having looked.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import psutil
 
+from healer.errors import ProbeError
 from healer.model import UnitUsage
 
 if TYPE_CHECKING:
     from healer.model import UnitState
 
 
+def _runs(pid: int) -> bool:
+    """Whether a process exists, whether or not /proc shows it (signal 0 sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _tree(pid: int) -> list[psutil.Process]:
     try:
         main = psutil.Process(pid)
         return [main, *main.children(recursive=True)]
-    except psutil.Error:
-        return []
+    except psutil.ZombieProcess:
+        return []  # dead, not yet reaped
+    except psutil.AccessDenied as exc:
+        raise ProbeError(f"cannot read process {pid} in /proc: access denied") from exc
+    except psutil.NoSuchProcess as exc:
+        if _runs(pid):
+            raise ProbeError(f"process {pid} runs but /proc does not show it to healer "
+                             "(ProtectProc= or hidepid=)") from exc
+        return []  # gone since systemd named it
 
 
 def _rss(process: psutil.Process) -> int:

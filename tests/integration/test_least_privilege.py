@@ -16,7 +16,7 @@ import pytest
 from healer.clock import SystemClock
 from healer.sandbox.base import wait_until
 from healer.sandbox.stack import BEAT, WORKER
-from healer.sandbox.systemstack import BROKER, RULE, SystemStack
+from healer.sandbox.systemstack import BROKER, HEALER, RULE, SystemStack
 from healer.systemd.dbus_backend import DBusSystemd
 from tests.conftest import audit_records
 
@@ -164,6 +164,25 @@ def test_shipped_unit_runs_as_its_own_user_and_heals_by_itself(system: SystemSta
         assert system.manager.show(unit, "StatusText")  # the last pass, as STATUS=
     finally:
         system.manager.systemctl("disable", "--now", unit)
+
+
+HIDDEN = ("ProbeError: process {pid} runs but /proc does not show it to healer "
+          "(ProtectProc= or hidepid=)")
+
+
+@pytest.mark.parametrize(("hardening", "unknown"), [
+    ([], {}), (["-p", "ProtectProc=invisible"], {"usage": HIDDEN})])
+def test_a_worker_hidden_by_protectproc_has_unknown_usage(
+    system: SystemStack, hardening: list[str], unknown: dict[str, str]
+) -> None:
+    """The memory/CPU probe of a worker /proc hides is unknown (exit 3), not counted as nothing."""
+    result = system.manager.run(
+        "systemd-run", "--wait", "--pipe", "--quiet", "-p", "User=healer", *hardening,
+        HEALER, "--config", config(system, "hidden"), "diagnose", "--json", check=False)
+    pid = system.main_pid(WORKER)
+    assert json.loads(result.stdout)["unknown"] == {
+        k: v.format(pid=pid) for k, v in unknown.items()}
+    assert result.returncode == (3 if unknown else 0), result.stderr
 
 
 def test_broker_named_by_its_alias_is_restarted_through_the_rule(system: SystemStack) -> None:
