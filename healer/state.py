@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from healer.errors import StateError
 from healer.model import BeatLog, CpuSample, Sample
+from healer.ownership import adopt
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -101,10 +102,13 @@ class StateStore:
             raise StateError(f"cannot open the lock in {self.dir}: {exc}") from exc
         with handle:
             try:
+                adopt(handle.fileno(), self.dir)
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 yield False
                 return
+            except OSError as exc:
+                raise StateError(f"cannot take the lock in {self.dir}: {exc}") from exc
             try:
                 yield True
             finally:
@@ -127,6 +131,7 @@ class StateStore:
         tmp = self.path.with_suffix(".tmp")
         try:
             with tmp.open("w", encoding="utf-8") as handle:
+                adopt(handle.fileno(), self.dir)
                 json.dump(state.model_dump(mode="json"), handle, separators=(",", ":"))
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -20,6 +20,7 @@ import structlog
 
 from healer.audit import chain, files
 from healer.errors import StateError
+from healer.ownership import adopt
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
@@ -40,6 +41,7 @@ class _ChainedLines:
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
             fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
+                adopt(fd, self._path.parent)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._set_aside_torn_tail(fd, record["ts"])
                 self._append(fd, record)
@@ -61,6 +63,7 @@ class _ChainedLines:
             return
         keep = self._path.with_name(self._path.name + ".torn")
         with keep.open("ab") as side:
+            adopt(side.fileno(), keep.parent)
             side.write(torn + b"\n")
             side.flush()
             os.fsync(side.fileno())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import threading
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from healer.clock import ManualClock
 if TYPE_CHECKING:
     from pathlib import Path
 
+NOBODY = 65534
 TORN = b'{"ts": "2023-11-14T22:13:2'
 
 
@@ -300,3 +302,19 @@ def test_two_writers_at_once_never_fork_the_chain(tmp_path: Path) -> None:
     verdict = review.verify(path)
     assert verdict.ok
     assert verdict.records == 50
+
+
+def test_files_root_writes_belong_to_the_folders_owner(tmp_path: Path) -> None:
+    """Written as root in the service user's folder, the log and its .torn stay that user's."""
+    folder = tmp_path / "log"
+    folder.mkdir()
+    os.chown(folder, NOBODY, NOBODY)
+    path = folder / "audit.jsonl"
+    clock = ManualClock()
+    write(AuditLog(path, clock), clock, 1)
+    with path.open("ab") as handle:
+        handle.write(TORN)
+    os.chown(path, 0, 0)  # an older root run left it root's
+    write(AuditLog(path, clock), clock, 1)
+    for written in (path, folder / "audit.jsonl.torn"):
+        assert (written.stat().st_uid, written.stat().st_gid) == (NOBODY, NOBODY)

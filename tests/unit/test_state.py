@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,6 +12,8 @@ from healer.state import Incident, State, StateStore
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+NOBODY = 65534
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -57,3 +60,15 @@ def test_locked_creates_dir_and_allows_save(tmp_path: Path) -> None:
     with store.locked():
         store.save(State())
     assert store.path.exists()
+
+
+def test_files_root_writes_belong_to_the_folders_owner(tmp_path: Path) -> None:
+    """Saved as root in the service user's state dir, state.json and the lock stay that user's."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    os.chown(folder, NOBODY, NOBODY)
+    store = StateStore(folder)
+    with store.locked():
+        store.save(State())
+    for written in (folder / "state.json", folder / "lock"):
+        assert (written.stat().st_uid, written.stat().st_gid) == (NOBODY, NOBODY)
