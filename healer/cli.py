@@ -410,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--until", help="a date/time or a duration ago")
             sub.add_argument("--unit")
             sub.add_argument("--scenario")
-            sub.add_argument("--outcome", help="healed, resolved, held, escalated, open")
+            sub.add_argument("--outcome", help="healed, resolved, dropped, held, escalated, open")
         sub.add_argument("--log", help="read this audit log instead of the config's")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(handler=handler, no_config=True)

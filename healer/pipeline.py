@@ -137,14 +137,17 @@ class Pipeline:
         )
 
     def _close_incidents(self, state: State, remaining: list[Finding]) -> None:
+        """Close what is no longer found; a unit dropped from [units] is unwatched, not healed."""
         still = {f.key for f in remaining}
         for key in [k for k in state.incidents if k not in still]:
             incident = state.incidents.pop(key)
             scenario, unit = key.split(":", 1)
+            dropped = unit != "-" and unit not in self._guard.allowed_units
             self._audit.record(
-                "incident_resolved", incident.id, scenario=scenario,
-                unit=None if unit == "-" else unit,
+                "incident_dropped" if dropped else "incident_resolved", incident.id,
+                scenario=scenario, unit=None if unit == "-" else unit,
                 duration_s=round(self._clock.time() - incident.opened, 3),
+                **({"reason": "no longer in [units]: not watched"} if dropped else {}),
             )
 
     # -- deciding ----------------------------------------------------------------------------

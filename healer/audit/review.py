@@ -105,6 +105,8 @@ def _outcome(incident: Incident) -> str:
                  for r in incident.records)
     if "incident_resolved" in events:
         return "healed" if healed else "resolved"
+    if "incident_dropped" in events:
+        return "dropped"
     if "breaker_opened" in events:
         return "held"
     return "escalated" if "escalation" in events else "open"

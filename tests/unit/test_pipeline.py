@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.config import UnitsConfig
 from healer.errors import BusUnavailable, SystemdError
@@ -12,7 +13,7 @@ from healer.guard.controls import Controls
 from healer.policy.loader import load_policies
 from healer.policy.models import Limit
 from healer.systemd.fake import FakeSystemd
-from tests.unit.harness import BROKER, W1, W2, Harness, crashed, restart_rule, svc
+from tests.unit.harness import BROKER, W1, W2, W3, Harness, crashed, restart_rule, svc
 
 if TYPE_CHECKING:
     from healer.model import UnitState
@@ -345,3 +346,15 @@ def test_diagnose_names_the_remedy_the_policy_would_choose(tmp_path: Path) -> No
         f"worker_down:{W2}": "none: stopped by an operator: left stopped",
     }
     assert fake.calls == []
+
+
+def test_incident_of_a_unit_dropped_from_units_is_dropped_not_resolved(tmp_path: Path) -> None:
+    """A unit taken out of [units] closes its open incident as dropped; review says so too."""
+    fake = FakeSystemd(svc(W1), svc(W2), svc(W3, "inactive"), svc(BROKER))
+    assert not Harness(fake, tmp_path).run().healthy  # W3 stopped: held, incident open
+    later = two_workers(fake, tmp_path)
+    assert later.run().healthy
+    assert later.audit("incident_resolved") == []
+    [dropped] = later.audit("incident_dropped")
+    assert (dropped["unit"], dropped["reason"]) == (W3, "no longer in [units]: not watched")
+    assert [i.outcome for i in review.incidents(later.audit())] == ["dropped"]
