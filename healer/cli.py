@@ -185,9 +185,7 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
         (f.scenario.value, f.severity.value, f.unit or "-", diagnosis.remedies[f.key],
          f"{f.summary} [{_evidence(f)}]") for f in diagnosis.findings]
     if diagnosis.findings:
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4])
+        _table(rows)
     for probe, error in diagnosis.probe_errors.items():
         print(f"UNKNOWN {probe}: {error}")
     return code
@@ -204,13 +202,13 @@ def _audit_filters(args: argparse.Namespace) -> review.Filters:
     )
 
 
-def _audit_path(config: Config | None, args: argparse.Namespace) -> Path:
+def _audit_path(args: argparse.Namespace) -> Path:
     if args.log is not None:
         return Path(args.log)
-    return (config or load_config(args.config_path)).paths.audit_log
+    return load_config(args.config_path).paths.audit_log
 
 
-def _table(rows: list[list[str]]) -> None:
+def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -220,7 +218,7 @@ def cmd_audit_verify(_config: None, args: argparse.Namespace) -> int:
     """Check the hash chain; exit 1 naming the first bad record."""
     from healer.audit import review
 
-    verdict = review.verify(_audit_path(None, args))
+    verdict = review.verify(_audit_path(args))
     if args.json:
         print(json.dumps(verdict.__dict__))
     elif verdict.ok:
@@ -232,18 +230,19 @@ def cmd_audit_verify(_config: None, args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.ok else EXIT_UNHEALTHY
 
 
-def _incidents(args: argparse.Namespace) -> list[review.Incident]:
+def _incidents(args: argparse.Namespace, path: Path | None = None) -> list[review.Incident]:
     from healer.audit import review
 
     filters = _audit_filters(args)
-    return review.incidents(review.select(_audit_path(None, args), filters), filters.outcome)
+    return review.incidents(review.select(path or _audit_path(args), filters), filters.outcome)
 
 
 def cmd_audit_show(_config: None, args: argparse.Namespace) -> int:
     """One incident's full timeline with evidence."""
-    found = [i for i in _incidents(args) if i.id == args.incident]
+    path = _audit_path(args)
+    found = [i for i in _incidents(args, path) if i.id == args.incident]
     if not found:
-        raise ConfigError(f"no incident {args.incident!r} in {_audit_path(None, args)}")
+        raise ConfigError(f"no incident {args.incident!r} in {path}")
     records = found[0].records
     if args.json:
         print(json.dumps(records))

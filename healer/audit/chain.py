@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+def timestamp(when: datetime) -> str:
+    """A record's ``ts``: UTC to the millisecond, with Z (selection compares it as text)."""
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def canonical(record: dict[str, Any]) -> bytes:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from io import BufferedReader
     from pathlib import Path
 
 TAIL = 64 * 1024
@@ -36,11 +37,9 @@ def rotations(path: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _read(path: Path) -> bytes:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    return path.read_bytes()
+def _open(path: Path) -> gzip.GzipFile | BufferedReader:
+    """A rotation or the current file, for reading (gunzipped when it ends in .gz)."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
 def history(path: Path) -> Iterator[Line]:
@@ -48,7 +47,7 @@ def history(path: Path) -> Iterator[Line]:
     for file in [*rotations(path), path]:
         if not file.exists():
             continue
-        with (gzip.open(file, "rb") if file.suffix == ".gz" else file.open("rb")) as handle:
+        with _open(file) as handle:
             for number, raw in enumerate(handle, 1):
                 if raw.endswith(b"\n"):
                     yield Line(file, number, raw[:-1])
@@ -57,7 +56,8 @@ def history(path: Path) -> Iterator[Line]:
 def _end(file: Path) -> bytes:
     """Enough of the file's end to hold its last complete line whole, and any torn tail."""
     if file.suffix == ".gz":
-        return _read(file)
+        with _open(file) as whole:
+            return whole.read()
     with file.open("rb") as handle:
         size = handle.seek(0, 2)
         start = max(0, size - TAIL)
@@ -76,9 +76,15 @@ def torn_tail(path: Path) -> bytes:
     return data[data.rfind(b"\n") + 1:]
 
 
+def _newest_first(path: Path) -> Iterator[Path]:
+    """The current file, then the rotations newest first (the folder is only listed if asked)."""
+    yield path
+    yield from reversed(rotations(path))
+
+
 def last_line(path: Path) -> bytes | None:
     """The last complete line of the history (the current file, else its newest rotation)."""
-    for file in [path, *reversed(rotations(path))]:
+    for file in _newest_first(path):
         if file.exists():
             data = _end(file)
             lines = data[: data.rfind(b"\n") + 1].splitlines()

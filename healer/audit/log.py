@@ -86,8 +86,7 @@ class AuditLog:
         self, _logger: object, _method: str, record: MutableMapping[str, Any]
     ) -> dict[str, Any]:
         when = datetime.fromtimestamp(self._clock.time(), timezone.utc)
-        ts = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return {"ts": ts, "event": record.pop("event"), **record}
+        return {"ts": chain.timestamp(when), "event": record.pop("event"), **record}
 
     def record(self, event: str, incident: str | None, **fields: object) -> None:
         """Write one record."""

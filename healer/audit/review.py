@@ -45,7 +45,7 @@ def moment(text: str, now: datetime, end: bool = False) -> str:
             raise ConfigError(f"{text!r} is neither a date (2026-11-24T16:00) nor a duration "
                               "(2h, 30m)") from exc
         when = now - timedelta(seconds=float(str(ago)))
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return chain.timestamp(when)
 
 
 @dataclass(frozen=True)
