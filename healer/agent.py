@@ -124,9 +124,10 @@ class Agent:
             self._notify.send(STATUS=f"{self._note}last pass failed: {exc}")
         else:
             self._metrics.observe(report, self._clock.monotonic() - start)
-            self._notify.send(STATUS=self._note + summary(report))
+            said = summary(report)
+            self._notify.send(STATUS=self._note + said)
             if report.actions or not report.healthy:
-                self._log.info("pass", summary=summary(report))
+                self._log.info("pass", summary=said)
         self._progress = self._clock.monotonic()
         try:
             self._after_pass()

@@ -41,8 +41,9 @@ class NotAllowed(ActionError):
     """The target unit is outside the [units] allowlist."""
 
 
-DENIALS = frozenset({"org.freedesktop.DBus.Error.AccessDenied",
-                     "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"})
+ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+AUTH_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+DENIALS = frozenset({ACCESS_DENIED, AUTH_REQUIRED})
 
 
 class SystemdError(ActionError):

@@ -7,8 +7,6 @@ escalation whether or not it was delivered.
 from __future__ import annotations
 
 import json
-import socket
-import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,11 +81,11 @@ class Webhook:
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=0.5, max=10),
-            retry=retry_if_exception_type((urllib.error.URLError, OSError, socket.timeout)),
+            retry=retry_if_exception_type(OSError),  # URLError and timeouts are OSErrors
             sleep=self._sleep, reraise=True,
         )
         try:
             retrying(self._post, body)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise NotifyError(f"webhook {self._url}: {exc} after {self._attempts} attempts") \
                 from exc

@@ -12,7 +12,13 @@ import dbus.bus
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
 
-from healer.errors import BusUnavailable, ProbeError, SystemdError
+from healer.errors import (
+    ACCESS_DENIED,
+    AUTH_REQUIRED,
+    BusUnavailable,
+    ProbeError,
+    SystemdError,
+)
 from healer.model import UnitState
 
 if TYPE_CHECKING:
@@ -74,10 +80,10 @@ def _known(value: object) -> int | None:
 
 
 HINTS = {
-    "org.freedesktop.DBus.Error.AccessDenied":
+    ACCESS_DENIED:
         "polkit denies it: the rule does not cover this unit or verb; regenerate it with "
         "`healer deploy polkit` after changing [units] or the policies",
-    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired":
+    AUTH_REQUIRED:
         "no polkit rule lets this user manage units: install the one `healer deploy polkit` "
         "prints in /etc/polkit-1/rules.d/",
 }
@@ -131,12 +137,15 @@ class DBusSystemd:
         self._bus, self._manager = bus, manager
         return manager
 
-    def _check_lost(self, exc: dbus.exceptions.DBusException) -> None:
-        """Forget a connection that is gone, so the next call makes a new one."""
-        if exc.get_dbus_name() in LOST:
+    def _failure(self, exc: dbus.exceptions.DBusException, doing: str
+                 ) -> SystemdError | BusUnavailable:
+        """``translate``, forgetting a connection that is gone so the next call connects again."""
+        error = translate(exc, doing)
+        if isinstance(error, BusUnavailable):
             with contextlib.suppress(Exception):
                 self._bus.close()
             self._bus = self._manager = None
+        return error
 
     def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
         self._finished[str(job)] = str(result)
@@ -156,8 +165,7 @@ class DBusSystemd:
             unit = self._properties(path, UNIT)
             service = self._properties(path, SERVICE) if name.endswith(".service") else {}
         except dbus.exceptions.DBusException as exc:
-            self._check_lost(exc)
-            error = translate(exc, f"reading {name}")
+            error = self._failure(exc, f"reading {name}")
             raise error if isinstance(error, BusUnavailable) else ProbeError(str(error)) from exc
         return UnitState(
             name=name,
@@ -183,8 +191,7 @@ class DBusSystemd:
         try:
             job = str(method(name, "replace", timeout=self._call_timeout))
         except dbus.exceptions.DBusException as exc:
-            self._check_lost(exc)
-            raise translate(exc, f"{verb} {name}") from exc
+            raise self._failure(exc, f"{verb} {name}") from exc
         deadline = self._clock.monotonic() + timeout
         context = GLib.MainContext.default()
         while job not in self._finished:
@@ -199,13 +206,11 @@ class DBusSystemd:
         try:
             self._connected().Reload(timeout=RELOAD_TIMEOUT)
         except dbus.exceptions.DBusException as exc:
-            self._check_lost(exc)
-            raise translate(exc, "daemon-reload") from exc
+            raise self._failure(exc, "daemon-reload") from exc
 
     def reset_failed(self, name: str) -> None:
         """ResetFailedUnit."""
         try:
             self._connected().ResetFailedUnit(name, timeout=self._call_timeout)
         except dbus.exceptions.DBusException as exc:
-            self._check_lost(exc)
-            raise translate(exc, f"reset-failed {name}") from exc
+            raise self._failure(exc, f"reset-failed {name}") from exc
