@@ -167,7 +167,7 @@ class Pipeline:
                       key=lambda f: _ORDER.index(f.scenario.value))
         broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
                           for f in findings)
-        storm = self._guard.storm(rest, tuple(sorted(self._guard.allowed_units)))
+        storm = self._guard.storm(rest)
         self._note_storm(state, storm, dry_run)
         for finding in rest:
             if storm:
@@ -249,13 +249,11 @@ class Pipeline:
             if step.action == "escalate":
                 break
             verdict = self._guard.admit(step, unit, state, self._clock.time())
-            if verdict.outcome == "rate_limited":
-                reports.append(self._decide(state, finding, verdict.outcome, verdict.reason,
-                                            dry_run, step.action, unit))
-                continue
             if not verdict.allowed:
                 reports.append(self._decide(state, finding, verdict.outcome, verdict.reason,
                                             dry_run, step.action, unit))
+                if verdict.outcome == "rate_limited":  # this step is spent: try the next
+                    continue
                 return reports
             if dry_run:
                 reports.append(self._decide(state, finding, "dry_run", f"would {step.action} "

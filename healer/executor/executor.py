@@ -125,8 +125,7 @@ class Executor:
             return [w for w in checks.silent_workers() if w in self._workers
                     and self._systemd.unit_state(w).active_state == "active"]
 
-        self._wait(lambda: not reconnecting(), verify)
-        silent = reconnecting()
+        silent = [] if self._wait(lambda: not reconnecting(), verify) else reconnecting()
         detail = f"{unit} restarted and answering; " + (
             f"{', '.join(silent)} not reconnected" if silent else "running workers reconnected")
         return Outcome("healed", detail, {"silent_workers": ", ".join(silent) or None})

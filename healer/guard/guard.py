@@ -101,8 +101,9 @@ class Guard:
         return (f"breaker open since incident {breaker.incident} ({breaker.reason}); "
                 f"held until `healer resume` or {left:.0f}s of cool-down")
 
-    def storm(self, findings: list[Finding], managed: tuple[str, ...]) -> str | None:
+    def storm(self, findings: list[Finding]) -> str | None:
         """Why this pass is a storm (too much unhealthy at once), or None."""
+        managed = self.allowed_units
         sick = {f.unit for f in findings if f.unit in managed and f.hold is None}
         if len(sick) < self._config.storm_min_units:  # two units down on a small host is not
             return None                               # a storm
