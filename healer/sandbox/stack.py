@@ -28,6 +28,18 @@ NODE = "worker1@sandbox"
 _LOG_UNITS = {"celery.log": WORKER, "celerybeat.log": BEAT}
 
 
+def worker_command(python: str, node: str) -> str:
+    """A worker's ExecStart: one pool process, no mingle or gossip, task events on."""
+    return (f"{python} -m celery -A healer.sandbox.demoapp worker --hostname={node} "
+            "--concurrency=1 --loglevel=INFO --without-mingle --without-gossip -E")
+
+
+def beat_command(python: str, schedule: object) -> str:
+    """Beat's ExecStart, with its schedule file."""
+    return (f"{python} -m celery -A healer.sandbox.demoapp beat --schedule={schedule} "
+            "--loglevel=INFO")
+
+
 def free_port() -> int:
     """A TCP port on the loopback nobody listens on right now."""
     with socket.socket() as sock:
@@ -107,18 +119,15 @@ class CeleryStack(Deployment):
             self._redis()
         self.workers = [WORKER]
         self._write_worker(WORKER, NODE, "celery.log")
-        celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
         self.manager.write_unit(BEAT, self._unit(
-            "Celery beat", f"{celery} beat --schedule={self.schedule} --loglevel=INFO",
-            log="celerybeat.log", after=self.broker_unit, journal=self.journald,
+            "Celery beat", beat_command(sys.executable, self.schedule), log="celerybeat.log",
+            after=self.broker_unit, journal=self.journald,
         ))
 
     def _write_worker(self, unit: str, node: str, log: str) -> None:
-        celery = f"{sys.executable} -m celery -A healer.sandbox.demoapp"
         self.manager.write_unit(unit, self._unit(
-            "Celery worker", f"{celery} worker --hostname={node} --concurrency=1 "
-            "--loglevel=INFO --without-mingle --without-gossip -E",
-            log=log, after=self.broker_unit, journal=self.journald,
+            "Celery worker", worker_command(sys.executable, node), log=log,
+            after=self.broker_unit, journal=self.journald,
         ))
 
     def add_worker(self, unit: str, node: str) -> None:
@@ -155,18 +164,19 @@ class CeleryStack(Deployment):
             "RABBITMQ_ENABLED_PLUGINS_FILE": base / "enabled_plugins",
             "RABBITMQ_PID_FILE": base / "pid",
         }
-        environment = "".join(f"Environment={k}={v}\n" for k, v in env.items())
         self.manager.write_unit(RABBITMQ, self._unit(
             "rabbitmq-server for the sandbox", RABBITMQ_SERVER, log="rabbitmq.log",
-        ).replace("[Service]\n", f"[Service]\n{environment}"))
+            environment=env,
+        ))
 
     def _unit(self, description: str, command: str, log: str, after: str | None = None,
-              journal: bool = False) -> str:
+              journal: bool = False, environment: dict[str, object] | None = None) -> str:
         order = f"After={after}\n" if after else ""
         output = "journal" if journal else f"append:{self.logs / log}"
+        own = "".join(f"Environment={k}={v}\n" for k, v in (environment or {}).items())
         return (
             f"[Unit]\nDescription={description}\n{order}\n"
-            "[Service]\nType=simple\nRestart=no\n"
+            f"[Service]\n{own}Type=simple\nRestart=no\n"
             f"WorkingDirectory={self.root}\n"
             f"Environment=HEALER_DEMO_BROKER={self.broker_url} PYTHONUNBUFFERED=1\n"
             f"ExecStart={command}\n"

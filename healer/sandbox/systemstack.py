@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from healer.sandbox.base import SandboxError, wait_until
 from healer.sandbox.rootimage import VENV, ensure_image
-from healer.sandbox.stack import BEAT, NODE, WORKER, Deployment
+from healer.sandbox.stack import BEAT, NODE, WORKER, Deployment, beat_command, worker_command
 from healer.sandbox.systemmanager import SystemManager
 
 if TYPE_CHECKING:
@@ -27,11 +27,9 @@ BROKER = "redis-server.service"
 HEALER = f"{VENV}/bin/healer"
 RULE = "/etc/polkit-1/rules.d/50-healer.rules"
 _RULES_LOADED = "Finished loading, compiling and executing"  # polkitd, after (re)loading
-_CELERY = f"{VENV}/bin/python -m celery -A healer.sandbox.demoapp"
 _COMMANDS = {
-    WORKER: f"{_CELERY} worker --hostname={NODE} --concurrency=1 --loglevel=INFO "
-            "--without-mingle --without-gossip -E",
-    BEAT: f"{_CELERY} beat --schedule=/var/lib/celery/beat-schedule --loglevel=INFO",
+    WORKER: worker_command(f"{VENV}/bin/python", NODE),
+    BEAT: beat_command(f"{VENV}/bin/python", "/var/lib/celery/beat-schedule"),
 }
 
 
@@ -90,13 +88,9 @@ class SystemStack(Deployment):
         self.manager.write("/etc/healer/healer.toml",
                            (self.project / "deploy" / "healer.toml").read_text())
 
-    def journal(self, unit: str) -> str:
+    def unit_log(self, unit: str) -> str:
         """Everything the root's journal holds for a unit, one message per line."""
         return self.manager.run("journalctl", "--no-pager", "-o", "cat", "-u", unit).stdout
-
-    def unit_log(self, unit: str) -> str:
-        """What the unit logged, from the root's journal."""
-        return self.journal(unit)
 
     def show(self, unit: str, prop: str) -> str:
         """One property of a unit of the root's manager."""
@@ -122,9 +116,9 @@ class SystemStack(Deployment):
         if not self.manager.path(RULE).parent.exists() or not self.active("polkit.service"):
             change()  # polkitd is started on demand and loads the rules then
             return
-        loaded = self.journal("polkit.service").count(_RULES_LOADED)
+        loaded = self.unit_log("polkit.service").count(_RULES_LOADED)
         change()
-        wait_until(lambda: self.journal("polkit.service").count(_RULES_LOADED) > loaded, 20,
+        wait_until(lambda: self.unit_log("polkit.service").count(_RULES_LOADED) > loaded, 20,
                    "polkitd to load its rules again")
 
     def healer(self, *args: str, config: str = "/etc/healer/healer.toml", user: str = "healer",

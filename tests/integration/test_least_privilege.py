@@ -41,7 +41,7 @@ def system() -> Iterator[SystemStack]:
 def ready(system: SystemStack) -> None:
     """Before each test: the rule for the shipped config installed, every unit running."""
     system.install_rule()
-    seen = system.journal(WORKER).count(" ready.")
+    seen = system.unit_log(WORKER).count(" ready.")
     down = [unit for unit in (BROKER, WORKER, BEAT) if not system.active(unit)]
     for unit in down:
         system.manager.systemctl("restart", unit)

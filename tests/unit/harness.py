@@ -7,7 +7,6 @@ the world; the audit log and the state store are real, in a temporary folder.
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from healer.probes.celery import CeleryProbe
 from healer.probes.snapshot import Prober
 from healer.state import StateStore
 from healer.systemd.fake import FakeSystemd, unit
+from tests.conftest import audit_records
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -146,10 +146,7 @@ class Harness:
 
     def audit(self, event: str | None = None) -> list[dict[str, Any]]:
         """The audit records written so far (only those of ``event`` when given)."""
-        if not self.audit_path.exists():
-            return []
-        records = [json.loads(line) for line in self.audit_path.read_text().splitlines()]
-        return [r for r in records if event is None or r["event"] == event]
+        return [r for r in audit_records(self.audit_path) if event is None or r["event"] == event]
 
     def sent(self) -> list[str]:
         """The unit of every alert the notifier delivered."""
