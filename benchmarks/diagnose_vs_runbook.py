@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from healer.cli import build_pipeline
+from healer import compose
 from healer.clock import SystemClock
 from healer.config import load_config
 from healer.sandbox.stack import CeleryStack
@@ -44,7 +44,9 @@ def main() -> None:
             runbook.append(timed([*celery, "ping"], [*celery, "stats"], env=env))
             run_once.append(timed([*healer, "run-once"]))
         path = stack.config()
-        pipeline = build_pipeline(load_config(path), SystemClock(), path)
+        loaded = load_config(path)
+        pipeline = compose.pipeline(loaded, compose.real_world(loaded, SystemClock(), path),
+                                    compose.rules(loaded, path))
         warm = []
         for _ in range(rounds * 10):
             start = time.perf_counter()

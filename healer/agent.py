@@ -8,22 +8,31 @@
   ones and say so.
 - A pass that fails (no D-Bus, a probe, anything) is recorded and retried next interval; the
   agent never dies of one bad pass.
+
+``serve`` is the agent's whole lifecycle: its runtime (the config, the pipeline built from it,
+the task-event listeners), the metrics endpoint, the log, then the loop.
 """
 
 from __future__ import annotations
 
 import random
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from healer import compose
+from healer.config import load_config
 from healer.errors import HealerError
+from healer.probes.events import TaskEvents
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from types import FrameType
 
     from healer.clock import Clock
+    from healer.config import Config
     from healer.metrics import Metrics
     from healer.model import PassReport
     from healer.pipeline import Pipeline
@@ -142,3 +151,64 @@ class Agent:
             if self._progress >= deadline:
                 return
             self._clock.sleep(min(NAP, deadline - self._progress))
+
+
+class Runtime:
+    """What the agent runs on: the config, the pipeline built from it, its event listeners.
+
+    The first load uses the config the command line already read; each later one (SIGHUP)
+    reads the file again, and only once the new pipeline is built are the old listeners
+    stopped and the new ones started (an invalid config leaves everything as it was).
+    """
+
+    def __init__(self, config: Config, source: Path, clock: Clock, metrics: Metrics) -> None:
+        self.config = config
+        self._source = source
+        self._clock = clock
+        self._metrics = metrics
+        self._fresh = True
+        self._listeners: list[TaskEvents] = []
+
+    def load(self) -> tuple[Pipeline, float, float]:
+        """The pipeline, interval and jitter of the current config file."""
+        config = self.config if self._fresh else load_config(self._source)
+        self._fresh = False
+        events = TaskEvents(config.celery.broker_url, self._clock) \
+            if config.celery.task_events else None
+        world = compose.real_world(config, self._clock, self._source, events)
+        pipeline = compose.pipeline(config, world, compose.rules(config, self._source))
+        for old in self._listeners:
+            old.stop()
+        self._listeners = [events] if events else []
+        for listener in self._listeners:
+            listener.start()
+        self.config = config
+        return pipeline, config.agent.interval, config.agent.jitter
+
+    def after_pass(self) -> None:
+        """Write the metrics textfile, when one is configured."""
+        if self.config.agent.metrics_textfile is not None:
+            self._metrics.write(self.config.agent.metrics_textfile)
+
+
+def serve(config: Config, source: Path, clock: Clock) -> int:
+    """Run the agent on this config until SIGTERM; a bad config at start raises (exit 2)."""
+    import prometheus_client  # noqa: PLC0415 - only the agent serves metrics
+    import structlog  # noqa: PLC0415
+
+    from healer.metrics import Metrics  # noqa: PLC0415
+    from healer.systemd.notify import SdNotify, watchdog_interval  # noqa: PLC0415
+
+    metrics = Metrics()
+    runtime = Runtime(config, source, clock, metrics)
+    log = structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer()],
+    )
+    if config.agent.metrics_listen:
+        host, _, port = config.agent.metrics_listen.rpartition(":")
+        prometheus_client.start_http_server(int(port), host, registry=metrics.registry)
+    return Agent(runtime.load, clock, SdNotify(), metrics, log, watchdog_interval(),
+                 runtime.after_pass).run()

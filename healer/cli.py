@@ -10,90 +10,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healer.audit.log import AuditLog
-from healer.clock import Clock, SystemClock
+from healer import compose
+from healer.clock import SystemClock
 from healer.config import DEFAULT_CONFIG, Config, load_config
 from healer.errors import ConfigError, HealerError, ProbeError
-from healer.executor.executor import Executor
-from healer.guard.controls import Controls
-from healer.guard.guard import Guard
-from healer.model import Severity
-from healer.notify.escalator import Escalator
-from healer.notify.webhook import Webhook
-from healer.pipeline import Pipeline
-from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
 from healer.policy.models import PolicyFile, parse_duration
-from healer.probes.broker import broker_probe
-from healer.probes.celery import CeleryProbe
-from healer.probes.events import TaskEvents
-from healer.probes.snapshot import Prober
-from healer.state import StateStore
+from healer.vocabulary import IncidentOutcome, Severity
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from healer.audit import review
     from healer.model import Diagnosis, Finding, PassReport
+    from healer.pipeline import Pipeline
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
 
 
-def new_id() -> str:
-    """A short random incident id."""
-    return uuid.uuid4().hex[:12]
-
-
-def build_pipeline(config: Config, clock: Clock, source: Path,
-                   events: TaskEvents | None = None) -> Pipeline:
-    """Wire the pipeline for a config: policies first (exit 2), then D-Bus (exit 3)."""
-    from healer.systemd.dbus_backend import DBusSystemd  # GLib loads on use
-
-    try:
-        policy = PolicyEngine(load_policies(config.paths.policies))
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (paths.policies in {source})") from exc
-    try:
-        broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-    systemd = DBusSystemd(config.systemd.bus, clock)
-    allowed = frozenset(config.units.all())
-    audit = AuditLog(config.paths.audit_log, clock)
-    prober = Prober(systemd, broker, CeleryProbe(config.celery.broker_url,
-                                                 config.celery.ping_timeout), config, clock,
-                    events)
-    hook = config.escalation
-    webhook = Webhook(hook.webhook, hook.format, hook.routing_key, hook.timeout, hook.attempts,
-                      clock.sleep) if hook.webhook else None
-    return Pipeline(
-        prober=prober,
-        policy=policy,
-        guard=Guard(allowed, config.guard),
-        executor=Executor(systemd, allowed, clock, checks=prober,
-                          schedule_file=config.beat.schedule_file,
-                          workers=tuple(config.units.workers)),
-        escalator=Escalator(webhook, audit, clock, socket.gethostname()),
-        audit=audit,
-        store=StateStore(config.paths.state_dir),
-        clock=clock,
-        new_id=new_id,
-        broker_unit=config.units.broker,
-    )
-
-
-def controls(config: Config) -> Controls:
-    """Pause and resume need only the state store and the audit log."""
-    clock = SystemClock()
-    return Controls(StateStore(config.paths.state_dir), AuditLog(config.paths.audit_log, clock),
-                    clock)
+def _pipeline(config: Config, args: argparse.Namespace) -> Pipeline:
+    """The pass over the real world: policies first (exit 2), then D-Bus (exit 3)."""
+    rules = compose.rules(config, args.config_path)
+    return compose.pipeline(config, compose.real_world(config, SystemClock(), args.config_path),
+                            rules)
 
 
 def cmd_pause(config: Config, args: argparse.Namespace) -> int:
@@ -106,19 +50,19 @@ def cmd_pause(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"--for: {exc}") from exc
     if duration is not None and duration <= 0:
         raise ConfigError(f"--for {args.duration}: a pause needs a duration above zero")
-    print(controls(config).pause(args.unit, duration, args.reason))
+    print(compose.controls(config, SystemClock()).pause(args.unit, duration, args.reason))
     return EXIT_OK
 
 
 def cmd_resume(config: Config, args: argparse.Namespace) -> int:
     """Lift pauses and close breakers."""
-    print(controls(config).resume(args.unit))
+    print(compose.controls(config, SystemClock()).resume(args.unit))
     return EXIT_OK
 
 
-def cmd_policy_check(_config: None, args: argparse.Namespace) -> int:
+def cmd_policy_check(config: Config | None, args: argparse.Namespace) -> int:
     """Validate policy files (PATH, else the config's); errors name file, line and field."""
-    path = args.path or load_config(args.config_path).paths.policies
+    path = args.path or _loaded(config).paths.policies
     rules = load_policies(path)
     print(f"{path}: {len(rules)} rule(s) OK")
     return EXIT_OK
@@ -170,7 +114,7 @@ def _evidence(finding: Finding) -> str:
 
 def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
     """Probe and detect, act on nothing; Nagios exit codes."""
-    diagnosis = build_pipeline(config, SystemClock(), args.config_path).diagnose()
+    diagnosis = _pipeline(config, args).diagnose()
     code = nagios_code(diagnosis)
     if args.json:
         print(json.dumps({
@@ -202,10 +146,8 @@ def _audit_filters(args: argparse.Namespace) -> review.Filters:
     )
 
 
-def _audit_path(args: argparse.Namespace) -> Path:
-    if args.log is not None:
-        return Path(args.log)
-    return load_config(args.config_path).paths.audit_log
+def _audit_path(config: Config | None, args: argparse.Namespace) -> Path:
+    return Path(args.log) if args.log is not None else _loaded(config).paths.audit_log
 
 
 def _table(rows: Sequence[Sequence[str]]) -> None:
@@ -214,33 +156,33 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-def cmd_audit_verify(_config: None, args: argparse.Namespace) -> int:
+def cmd_audit_verify(config: Config | None, args: argparse.Namespace) -> int:
     """Check the hash chain; exit 1 naming the first bad record."""
     from healer.audit import review
 
-    verdict = review.verify(_audit_path(args))
+    check = review.verify(_audit_path(config, args))
     if args.json:
-        print(json.dumps(verdict.__dict__))
-    elif verdict.ok:
-        torn = f"; torn tail of {verdict.torn} bytes, set aside at the next write"
-        print(f"OK: {verdict.records} records chained ({verdict.first_ts} .. {verdict.last_ts})"
-              + (torn if verdict.torn else ""))
+        print(json.dumps(check.__dict__))
+    elif check.ok:
+        torn = f"; torn tail of {check.torn} bytes, set aside at the next write"
+        print(f"OK: {check.records} records chained ({check.first_ts} .. {check.last_ts})"
+              + (torn if check.torn else ""))
     else:
-        print(f"BROKEN after {verdict.records} good records: {verdict.bad}")
-    return EXIT_OK if verdict.ok else EXIT_UNHEALTHY
+        print(f"BROKEN after {check.records} good records: {check.bad}")
+    return EXIT_OK if check.ok else EXIT_UNHEALTHY
 
 
-def _incidents(args: argparse.Namespace, path: Path | None = None) -> list[review.Incident]:
+def _incidents(path: Path, args: argparse.Namespace) -> list[review.Timeline]:
     from healer.audit import review
 
     filters = _audit_filters(args)
-    return review.incidents(review.select(path or _audit_path(args), filters), filters.outcome)
+    return review.incidents(review.select(path, filters), filters.outcome)
 
 
-def cmd_audit_show(_config: None, args: argparse.Namespace) -> int:
+def cmd_audit_show(config: Config | None, args: argparse.Namespace) -> int:
     """One incident's full timeline with evidence."""
-    path = _audit_path(args)
-    found = [i for i in _incidents(args, path) if i.id == args.incident]
+    path = _audit_path(config, args)
+    found = [i for i in _incidents(path, args) if i.id == args.incident]
     if not found:
         raise ConfigError(f"no incident {args.incident!r} in {path}")
     records = found[0].records
@@ -256,11 +198,11 @@ def cmd_audit_show(_config: None, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_audit_stats(_config: None, args: argparse.Namespace) -> int:
+def cmd_audit_stats(config: Config | None, args: argparse.Namespace) -> int:
     """Actions and mean time to heal per scenario and unit."""
     from healer.audit import review
 
-    rows = review.stats(_incidents(args))
+    rows = review.stats(_incidents(_audit_path(config, args), args))
     if args.json:
         print(json.dumps(rows))
     elif rows:
@@ -271,9 +213,9 @@ def cmd_audit_stats(_config: None, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
+def cmd_audit_list(config: Config | None, args: argparse.Namespace) -> int:
     """Incidents: first seen, scenario, units, steps taken, outcome, time to heal."""
-    found = _incidents(args)
+    found = _incidents(_audit_path(config, args), args)
     if args.json:
         print(json.dumps([i.summary() for i in found]))
     elif found:
@@ -282,6 +224,11 @@ def cmd_audit_list(_config: None, args: argparse.Namespace) -> int:
                    " ".join(i.steps) or "-", i.outcome,
                    "-" if i.time_to_heal is None else f"{i.time_to_heal:.1f}s"] for i in found])
     return EXIT_OK
+
+
+def _loaded(config: Config | None) -> Config:
+    assert config is not None, "main loads the config for this command"
+    return config
 
 
 def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
@@ -300,58 +247,16 @@ def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(_config: None, args: argparse.Namespace) -> int:
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
     """The unattended agent (see healer.agent): passes in a loop until SIGTERM."""
-    import prometheus_client
-    import structlog
+    from healer import agent
 
-    from healer.agent import Agent
-    from healer.metrics import Metrics
-    from healer.systemd.notify import SdNotify, watchdog_interval
-
-    clock, metrics = SystemClock(), Metrics()
-    log = structlog.wrap_logger(
-        structlog.PrintLogger(sys.stderr),
-        processors=[structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.JSONRenderer()],
-    )
-    current: list[Config] = []
-    listeners: list[TaskEvents] = []
-
-    def load() -> tuple[Pipeline, float, float]:
-        config = load_config(args.config_path)
-        fresh = [TaskEvents(config.celery.broker_url, clock)] if config.celery.task_events \
-            else []
-        pipeline = build_pipeline(config, clock, args.config_path, *fresh)  # may raise: the
-        for old in listeners:                                                # old ones go on
-            old.stop()
-        listeners[:] = fresh
-        for listener in fresh:
-            listener.start()
-        current[:] = [config]
-        return pipeline, config.agent.interval, config.agent.jitter
-
-    def after_pass() -> None:
-        textfile = current[0].agent.metrics_textfile
-        if textfile is not None:
-            metrics.write(textfile)
-
-    pending = [load()]  # a bad config at start is an error (exit 2); later, the old one stays
-    listen = current[0].agent.metrics_listen
-    if listen:
-        host, _, port = listen.rpartition(":")
-        prometheus_client.start_http_server(int(port), host, registry=metrics.registry)
-
-    def loaded() -> tuple[Pipeline, float, float]:
-        return pending.pop() if pending else load()
-
-    return Agent(loaded, clock, SdNotify(), metrics, log, watchdog_interval(), after_pass).run()
+    return agent.serve(config, args.config_path, SystemClock())
 
 
 def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     """One pass; exit 0 when healthy at the end, 1 when not."""
-    report = build_pipeline(config, SystemClock(), args.config_path).run_once(dry_run=args.dry_run)
+    report = _pipeline(config, args).run_once(dry_run=args.dry_run)
     if args.json:
         print(json.dumps({**report.model_dump(mode="json"), "healthy": report.healthy}))
     else:
@@ -377,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
     polkit_rule.add_argument("--user", default="healer", help="the user healer runs as")
     polkit_rule.set_defaults(handler=cmd_deploy_polkit)
     run = commands.add_parser("run", help="the unattended agent: a pass every [agent] interval")
-    run.set_defaults(handler=cmd_run, no_config=True)
+    run.set_defaults(handler=cmd_run)
     diagnose = commands.add_parser("diagnose", help="probe and detect, act on nothing "
                                    "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
     diagnose.add_argument("--json", action="store_true", help="print the findings as JSON")
@@ -394,9 +299,9 @@ def parser() -> argparse.ArgumentParser:
         dest="policy_command", required=True, metavar="COMMAND")
     check = policy.add_parser("check", help="validate policy files (default: the config's)")
     check.add_argument("path", nargs="?", type=Path)
-    check.set_defaults(handler=cmd_policy_check, no_config=True)
+    check.set_defaults(handler=cmd_policy_check, needs_config=lambda a: a.path is None)
     schema = policy.add_parser("schema", help="print the JSON schema of policy files")
-    schema.set_defaults(handler=cmd_policy_schema, no_config=True)
+    schema.set_defaults(handler=cmd_policy_schema, needs_config=lambda _: False)
     audit = commands.add_parser("audit", help="review the audit log").add_subparsers(
         dest="audit_command", required=True, metavar="COMMAND")
     for name, handler in (("list", cmd_audit_list), ("show", cmd_audit_show),
@@ -409,10 +314,10 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--until", help="a date/time or a duration ago")
             sub.add_argument("--unit")
             sub.add_argument("--scenario")
-            sub.add_argument("--outcome", help="healed, resolved, dropped, held, escalated, open")
+            sub.add_argument("--outcome", help=", ".join(IncidentOutcome))
         sub.add_argument("--log", help="read this audit log instead of the config's")
         sub.add_argument("--json", action="store_true")
-        sub.set_defaults(handler=handler, no_config=True)
+        sub.set_defaults(handler=handler, needs_config=lambda a: a.log is None)
     return top
 
 
@@ -438,8 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBE if exc.code == EXIT_CONFIG and "diagnose" in argv else int(
             exc.code or 0)
     args.config_path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
+    needs_config: Callable[[argparse.Namespace], bool] = getattr(args, "needs_config",
+                                                                 lambda _: True)
     try:
-        config = None if getattr(args, "no_config", False) else load_config(args.config_path)
+        config = load_config(args.config_path) if needs_config(args) else None
         code: int = args.handler(config, args)
     except HealerError as exc:
         prefix = "cannot probe: " if isinstance(exc, ProbeError) else ""

@@ -10,15 +10,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
 
-from healer.pipeline import ACTED
+from healer.vocabulary import ACTED, ESCALATIONS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from healer.model import PassReport
-
-ESCALATION_OUTCOMES = {"escalated": "delivered", "escalation_undelivered": "undelivered"}
-
 
 class Metrics:
     """passes, findings by scenario, actions by step and outcome, escalations, breakers."""
@@ -46,8 +43,8 @@ class Metrics:
         for finding in report.findings:
             self.findings.labels(finding.scenario.value).inc()
         for action in report.actions:
-            if action.outcome in ESCALATION_OUTCOMES:
-                self.escalations.labels(ESCALATION_OUTCOMES[action.outcome]).inc()
+            if action.outcome in ESCALATIONS:
+                self.escalations.labels(action.outcome.value).inc()
             elif action.action is not None and action.outcome in ACTED:
                 self.actions.labels(action.action, action.outcome).inc()
         self.breakers.set(len(report.breakers))

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from healer.vocabulary import (
+    ActiveState,
+    BrokerError,
+    FindingKey,
+    Outcome,
+    Scenario,
+    Severity,
+    StoredKey,
+    TaskEventKind,
+)
 
 EvidenceValue = str | int | float | bool | None
 
@@ -13,35 +24,6 @@ class Frozen(BaseModel):
     """Base for immutable pipeline data."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Severity(str, Enum):
-    """Runbook severities, most severe first."""
-
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """0 for critical, 3 for low: sorts most severe first."""
-        return list(Severity).index(self)
-
-
-class Scenario(str, Enum):
-    """Stable scenario ids; policies refer to them."""
-
-    WORKER_DOWN = "worker_down"
-    WORKER_UNRESPONSIVE = "worker_unresponsive"
-    WORKER_NOT_CONSUMING = "worker_not_consuming"
-    BROKER_UNREACHABLE = "broker_unreachable"
-    TASK_FAILURES = "task_failures"
-    BEAT_DOWN = "beat_down"
-    BEAT_STALLED = "beat_stalled"
-    MEMORY_PRESSURE = "memory_pressure"
-    QUEUE_BACKLOG = "queue_backlog"
-    DATABASE_UNREACHABLE = "database_unreachable"
 
 
 class UnitState(Frozen):
@@ -65,13 +47,14 @@ class UnitState(Frozen):
     @property
     def is_active(self) -> bool:
         """Active or on its way there (a restart in progress counts)."""
-        return self.active_state in {"active", "activating", "reloading"}
+        return self.active_state in {ActiveState.ACTIVE, ActiveState.ACTIVATING,
+                                     ActiveState.RELOADING}
 
     @property
     def failed(self) -> bool:
         """Failed, or inactive after a failure (Result kept the first failure)."""
-        return self.active_state == "failed" or (
-            self.active_state == "inactive" and self.result != "success"
+        return self.active_state == ActiveState.FAILED or (
+            self.active_state == ActiveState.INACTIVE and self.result != "success"
         )
 
     def why_down(self) -> tuple[str, str | None]:
@@ -85,7 +68,7 @@ class UnitState(Frozen):
             return (f"unit {self.load_state}",
                     f"{self.name} is {self.load_state}: fix the unit file or [units]")
         status = f"Result={self.result}, status {self.exec_main_status}"
-        if self.active_state == "deactivating":
+        if self.active_state == ActiveState.DEACTIVATING:
             # Going down (its processes are being stopped): a crash and an operator's stop
             # look alike until systemd has recorded how it ended.
             return (f"deactivating ({status})",
@@ -101,7 +84,7 @@ class BrokerState(Frozen):
 
     url: str
     reachable: bool
-    error_kind: str | None = None
+    error_kind: BrokerError | None = None
     error: str | None = None
     latency_ms: float | None = None
     queues: dict[str, int] = {}
@@ -172,6 +155,45 @@ class BeatLog(Frozen):
     schedule_error_at: float | None = None
 
 
+class LogCursor(Frozen):
+    """How far a log file has been read; a new inode or a shorter file means it was rotated."""
+
+    inode: int
+    offset: int
+
+
+class TaskEvent(NamedTuple):
+    """A task failed or was retried, from the worker's log or from Celery's task events."""
+
+    kind: TaskEventKind
+    at: float
+    task: str
+    task_id: str
+
+
+class Readings(Frozen):
+    """What one look at the world saw, before any history is folded in: the probes' output.
+
+    Log lines are the new ones since the cursors the look was given; ``log_cursors`` and
+    ``journal_cursors`` say how far they reach now. ``task_events`` is None without a listener.
+    """
+
+    taken_at: float
+    workers: tuple[UnitState, ...]
+    beat: UnitState | None = None
+    broker_unit: UnitState | None = None
+    broker: BrokerState | None = None
+    celery: CeleryState | None = None
+    usage: tuple[UnitUsage, ...] = ()
+    worker_lines: tuple[str, ...] | None = None
+    beat_lines: tuple[str, ...] | None = None
+    task_events: tuple[TaskEvent, ...] | None = None
+    log_cursors: dict[str, LogCursor] = {}
+    journal_cursors: dict[str, str] = {}
+    database: Endpoint | None = None
+    probe_errors: dict[str, str] = {}
+
+
 class Limits(Frozen):
     """The thresholds detectors judge by, carried in the snapshot so detectors stay pure."""
 
@@ -184,6 +206,7 @@ class Limits(Frozen):
     cpu_percent: float = 90
     cpu_sustained: float = 120
     beat_max_silence: float | None = None
+    task_window: float = 600
 
 
 class Snapshot(Frozen):
@@ -220,25 +243,25 @@ class Finding(Frozen):
     hold: str | None = None
 
     @property
-    def key(self) -> str:
+    def key(self) -> FindingKey:
         """Identity of the problem across passes: scenario and unit."""
-        return f"{self.scenario.value}:{self.unit or '-'}"
+        return FindingKey(self.scenario, self.unit)
 
 
 class ActionReport(Frozen):
     """What one step did, or why it did not run, for the finding with key ``finding``."""
 
-    finding: str
+    finding: StoredKey
     scenario: Scenario
     unit: str | None
     action: str | None
-    outcome: str
+    outcome: Outcome
     detail: str
     dry_run: bool = False
 
     @classmethod
     def about(
-        cls, finding: Finding, unit: str | None, action: str | None, outcome: str, detail: str,
+        cls, finding: Finding, unit: str | None, action: str | None, outcome: Outcome, detail: str,
         dry_run: bool = False,
     ) -> ActionReport:
         """A report on what was done (or not) about ``finding``."""
@@ -253,7 +276,7 @@ class PassReport(Frozen):
     actions: tuple[ActionReport, ...]
     remaining: tuple[Finding, ...]
     probe_errors: dict[str, str] = {}
-    breakers: tuple[str, ...] = ()
+    breakers: tuple[StoredKey, ...] = ()
     dry_run: bool = False
 
     @property
@@ -266,5 +289,5 @@ class Diagnosis(Frozen):
     """What diagnose saw: findings, each with the remedy policy would choose, and blind spots."""
 
     findings: tuple[Finding, ...]
-    remedies: dict[str, str]
+    remedies: dict[FindingKey, str]
     probe_errors: dict[str, str] = {}

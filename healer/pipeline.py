@@ -8,18 +8,24 @@ A rule's ladder is tried step by step: a step that did not heal hands over to th
 held by its "N within M" limit is skipped for the next; any other hold (pause, breaker,
 budget, backoff) ends the ladder for this pass. When the ladder runs out, healer escalates once
 and opens the target's breaker.
+
+A pass looks at the world once before acting, and again only after a step that may have
+changed it (a healed broker: the rest is judged afresh; any step that acted: the final state).
+Every look is folded into the state's history here (``healer.history``); the guard, the
+executor and the escalator only answer, and the pass applies what they decided.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from healer import history
 from healer.detectors import DETECTORS, detect
 from healer.errors import ActionError, BusUnavailable, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
-from healer.model import ActionReport, Diagnosis, Finding, PassReport, Scenario
-from healer.notify.escalator import ALREADY_ESCALATED
+from healer.model import ActionReport, Diagnosis, Finding, PassReport
 from healer.state import Breaker, Incident, State
+from healer.vocabulary import ACTED, Event, Outcome, Scenario
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,13 +34,14 @@ if TYPE_CHECKING:
     from healer.clock import Clock
     from healer.executor.executor import Executor
     from healer.guard.guard import Guard
+    from healer.model import Limits, Snapshot
     from healer.notify.escalator import Escalator
     from healer.policy.engine import PolicyEngine
     from healer.policy.models import Rule, Step
-    from healer.probes.snapshot import Prober
+    from healer.probes.prober import Prober
     from healer.state import StateStore
+    from healer.vocabulary import FindingKey
 
-ACTED = frozenset({"healed", "not_healed", "failed", "denied"})
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
 
 
@@ -52,6 +59,7 @@ class Pipeline:
         store: StateStore,
         clock: Clock,
         new_id: Callable[[], str],
+        limits: Limits,
         broker_unit: str | None = None,
     ) -> None:
         self._prober = prober
@@ -63,20 +71,27 @@ class Pipeline:
         self._store = store
         self._clock = clock
         self._new_id = new_id
+        self._limits = limits
         self._broker_unit = broker_unit
+        self._stale = False  # a step may have changed the world since the last look
+
+    def _look(self, state: State) -> Snapshot:
+        """Probe once and fold what was seen into the state's history."""
+        self._stale = False
+        readings = self._prober.observe(state.logs, state.journal_cursors)
+        return history.fold(state, readings, self._limits)
 
     def run_once(self, dry_run: bool = False) -> PassReport:
         """One pass under the state lock. A dry run decides everything and changes nothing."""
         with self._store.locked():
             state = self._store.load()
-            snapshot = self._prober.snapshot(state)
+            snapshot = self._look(state)
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
-            actions = self._decide_all(state, findings, dry_run)
-            final = self._prober.snapshot(state) if any(a.outcome in ACTED for a in actions) \
-                else snapshot
-            remaining = detect(final) if final is not snapshot else findings
+            actions, latest, current = self._decide_all(state, snapshot, findings, dry_run)
+            final = self._look(state) if self._stale else latest
+            remaining = detect(final) if final is not latest else current
             if not dry_run:
                 if not final.probe_errors:  # nothing is resolved on what a probe could not see
                     self._close_incidents(state, remaining)
@@ -92,7 +107,7 @@ class Pipeline:
         """
         with self._store.locked(wait=False) as held:
             state = self._store.load()
-            snapshot = self._prober.snapshot(state)
+            snapshot = self._look(state)
             if held:
                 self._store.save(state)
         findings = detect(snapshot)
@@ -132,7 +147,7 @@ class Pipeline:
         if dry_run:
             return
         self._audit.record(
-            "incident_opened", incident.id, scenario=finding.scenario.value, unit=finding.unit,
+            Event.INCIDENT_OPENED, incident.id, scenario=finding.scenario.value, unit=finding.unit,
             severity=finding.severity.value, summary=finding.summary, evidence=finding.evidence,
         )
 
@@ -141,26 +156,29 @@ class Pipeline:
         still = {f.key for f in remaining}
         for key in [k for k in state.incidents if k not in still]:
             incident = state.incidents.pop(key)
-            scenario, unit = key.split(":", 1)
-            dropped = unit != "-" and unit not in self._guard.allowed_units
+            dropped = key.unit is not None and key.unit not in self._guard.allowed_units
             self._audit.record(
-                "incident_dropped" if dropped else "incident_resolved", incident.id,
-                scenario=scenario, unit=None if unit == "-" else unit,
+                Event.INCIDENT_DROPPED if dropped else Event.INCIDENT_RESOLVED, incident.id,
+                scenario=key.scenario.value, unit=key.unit,
                 duration_s=round(self._clock.time() - incident.opened, 3),
                 **({"reason": "no longer in [units]: not watched"} if dropped else {}),
             )
 
     # -- deciding ----------------------------------------------------------------------------
 
-    def _decide_all(self, state: State, findings: list[Finding], dry_run: bool
-                    ) -> list[ActionReport]:
-        """Broker first, then the rest afresh; while the broker is down or in a storm, wait."""
+    def _decide_all(self, state: State, snapshot: Snapshot, findings: list[Finding],
+                    dry_run: bool) -> tuple[list[ActionReport], Snapshot, list[Finding]]:
+        """Broker first, then the rest afresh; while the broker is down or in a storm, wait.
+
+        Returns the reports, and the latest look with what was found in it.
+        """
         reports: list[ActionReport] = []
         for finding in findings:
             if finding.scenario == Scenario.BROKER_UNREACHABLE:
                 reports += self._remediate(state, finding, dry_run)
-        if any(r.outcome == "healed" for r in reports):
-            findings = detect(self._prober.snapshot(state))
+        if any(r.outcome == Outcome.HEALED for r in reports):
+            snapshot = self._look(state)
+            findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
         rest = sorted((f for f in findings if f.scenario != Scenario.BROKER_UNREACHABLE),
@@ -171,25 +189,26 @@ class Pipeline:
         self._note_storm(state, storm, dry_run)
         for finding in rest:
             if storm:
-                reports.append(self._decide(state, finding, "storm", f"storm guard: {storm}; "
-                               "holding workers and beat", dry_run))
+                reports.append(self._decide(state, finding, Outcome.STORM, f"storm guard: {storm}"
+                               "; holding workers and beat", dry_run))
                 if not broker_down and not dry_run:
                     reports += self._escalate(state, finding, f"storm guard: {storm}")
             elif broker_down:
                 reports.append(self._decide(
-                    state, finding, "broker_first", "the broker is unreachable: acting on it "
+                    state, finding, Outcome.BROKER_FIRST, "the broker is unreachable: acting on it "
                     "first; workers and beat wait for the next pass", dry_run))
             else:
                 reports += self._remediate(state, finding, dry_run)
-        return reports
+        return reports, snapshot, findings
 
     def _note_storm(self, state: State, storm: str | None, dry_run: bool) -> None:
         if dry_run or storm == state.storm:
             return
         state.storm = storm
-        self._audit.record("storm_guard", None, outcome="on" if storm else "off", reason=storm)
+        self._audit.record(Event.STORM_GUARD, None, outcome=Outcome.ON if storm else Outcome.OFF,
+                           reason=storm)
 
-    def _decide(self, state: State, finding: Finding, outcome: str, detail: str,
+    def _decide(self, state: State, finding: Finding, outcome: Outcome, detail: str,
                 dry_run: bool, action: str | None = None, unit: str | None = None
                 ) -> ActionReport:
         """Audit a decision not to act; repeated identical decisions are written once."""
@@ -199,24 +218,23 @@ class Pipeline:
         if dry_run or incident.last_decision != outcome:
             incident.last_decision = outcome
             self._audit.record(
-                "decision", incident.id or None, scenario=finding.scenario.value, unit=report.unit,
-                action=action, outcome=outcome, reason=detail, dry_run=dry_run,
+                Event.DECISION, incident.id or None, scenario=finding.scenario.value,
+                unit=report.unit, action=action, outcome=outcome, reason=detail, dry_run=dry_run,
             )
         return report
 
     def _remediate(self, state: State, finding: Finding, dry_run: bool) -> list[ActionReport]:
         if finding.hold:
-            return [self._decide(state, finding, "held", finding.hold, dry_run)]
+            return [self._decide(state, finding, Outcome.HELD, finding.hold, dry_run)]
         rule = self._policy.rule_for(finding)
         if rule is None:
-            return [self._decide(state, finding, "no_policy",
+            return [self._decide(state, finding, Outcome.NO_POLICY,
                                  f"no policy rule matches {finding.key}", dry_run)]
-        breaker = state.breakers.get(finding.key)
-        if (held := self._guard.open_breaker(state, finding.key, self._clock.time())) is not None:
-            return [self._decide(state, finding, "breaker_open", held, dry_run)]
-        if breaker is not None:
-            self._audit.record("breaker_closed", breaker.incident, scenario=finding.scenario.value,
-                               unit=finding.unit, reason="cool-down passed")
+        ruling = self._guard.breaker(state, finding.key, self._clock.time())
+        if not ruling.allowed:
+            return [self._decide(state, finding, ruling.outcome, ruling.reason, dry_run)]
+        if ruling.close_breaker:
+            self._close_breaker(state, finding, ruling.reason)
         return self._escalate_if_overdue(state, finding, rule, dry_run) + \
             self._climb(state, finding, rule, dry_run)
 
@@ -229,10 +247,23 @@ class Pipeline:
         return self._escalate(state, finding, f"{finding.scenario.value} open for more than "
                               f"{rule.escalate_after:g}s (rule {rule.name})")
 
+    def _close_breaker(self, state: State, finding: Finding, reason: str) -> None:
+        breaker = state.breakers.pop(finding.key)
+        self._audit.record(Event.BREAKER_CLOSED, breaker.incident,
+                           scenario=finding.scenario.value, unit=finding.unit, reason=reason)
+
+    def _notify(self, state: State, key: FindingKey, finding: Finding, reason: str) -> Outcome:
+        """Escalate the incident once: delivered or undelivered, or already escalated."""
+        incident = state.incidents[key]
+        if incident.escalated:
+            return Outcome.ALREADY_ESCALATED
+        incident.escalated = True
+        return self._escalator.escalate(finding, incident.id, reason)
+
     def _escalate(self, state: State, finding: Finding, reason: str) -> list[ActionReport]:
         """Escalate the incident; a report only when this did escalate (once per incident)."""
-        outcome = self._escalator.escalate(finding, state.incidents[finding.key], reason)
-        if outcome == ALREADY_ESCALATED:
+        outcome = self._notify(state, finding.key, finding, reason)
+        if outcome == Outcome.ALREADY_ESCALATED:
             return []
         return [ActionReport.about(finding, finding.unit, "escalate", outcome, reason)]
 
@@ -240,7 +271,7 @@ class Pipeline:
                ) -> list[ActionReport]:
         """Try the ladder; give up (escalate, open the breaker) when it runs out."""
         if not rule.ladder:
-            return [self._decide(state, finding, "watching", f"no automatic remedy (rule "
+            return [self._decide(state, finding, Outcome.WATCHING, f"no automatic remedy (rule "
                                  f"{rule.name}); escalates after {rule.escalate_after:g}s",
                                  dry_run)]
         reports = []
@@ -248,25 +279,25 @@ class Pipeline:
             unit = self._target(step, finding)
             if step.action == "escalate":
                 break
-            verdict = self._guard.admit(step, unit, state, self._clock.time())
-            if not verdict.allowed:
-                reports.append(self._decide(state, finding, verdict.outcome, verdict.reason,
+            ruling = self._guard.admit(step, unit, state, self._clock.time())
+            if not ruling.allowed:
+                reports.append(self._decide(state, finding, ruling.outcome, ruling.reason,
                                             dry_run, step.action, unit))
-                if verdict.outcome == "rate_limited":  # this step is spent: try the next
+                if ruling.outcome == Outcome.RATE_LIMITED:  # this step is spent: try the next
                     continue
                 return reports
             if dry_run:
-                reports.append(self._decide(state, finding, "dry_run", f"would {step.action} "
+                reports.append(self._decide(state, finding, Outcome.DRY_RUN, f"would {step.action} "
                                             f"{unit} (rule {rule.name})", dry_run,
                                             step.action, unit))
                 return reports
             assert unit is not None  # the guard refuses a step without a unit
             report = self._act(state, finding, rule.name, step, unit)
             reports.append(report)
-            if report.outcome == "healed":
+            if report.outcome == Outcome.HEALED:
                 return reports
-            if report.outcome in {"denied", "unreachable"}:  # no other step will fare better
-                if report.outcome == "denied":  # polkit said no: escalate and hold
+            if report.outcome in {Outcome.DENIED, Outcome.UNREACHABLE}:  # no step fares better
+                if report.outcome == Outcome.DENIED:  # polkit said no: escalate and hold
                     reports.append(self._give_up(state, finding, report.detail, dry_run))
                 return reports  # no bus: the next pass probes again
         tried = ", ".join(f"{r.action} {r.outcome}" for r in reports) or "nothing allowed"
@@ -278,13 +309,13 @@ class Pipeline:
                  ) -> ActionReport:
         """Escalate once and hold the problem (its breaker opens) until resume or cool-down."""
         if dry_run:
-            return self._decide(state, finding, "dry_run", f"would escalate and hold "
+            return self._decide(state, finding, Outcome.DRY_RUN, f"would escalate and hold "
                                 f"{finding.key}: {reason}", dry_run, "escalate")
         incident = state.incidents[finding.key]
-        outcome = self._escalator.escalate(finding, incident, reason)
+        outcome = self._notify(state, finding.key, finding, reason)
         state.breakers[finding.key] = Breaker(opened=self._clock.time(), incident=incident.id,
                                          reason=reason)
-        self._audit.record("breaker_opened", incident.id, scenario=finding.scenario.value,
+        self._audit.record(Event.BREAKER_OPENED, incident.id, scenario=finding.scenario.value,
                            unit=finding.unit, reason=reason)
         return ActionReport.about(finding, finding.unit, "escalate", outcome, reason)
 
@@ -293,11 +324,12 @@ class Pipeline:
         """Record the attempt and the intent durably, act, then record the outcome."""
         incident = state.incidents[finding.key]
         incident.last_decision = None
-        ratelimit.record(state, step.action, unit, step.limit, self._clock.time())
+        state.record_attempt(ratelimit.attempt(state, step.action, unit, step.limit,
+                                               self._clock.time()))
         self._store.save(state)
         fields = {"scenario": finding.scenario.value, "unit": unit, "action": step.action,
                   "rule": rule, "dry_run": False}
-        self._audit.record("action_started", incident.id, outcome="started", **fields)
+        self._audit.record(Event.ACTION_STARTED, incident.id, outcome=Outcome.STARTED, **fields)
         try:
             done = self._executor.execute(step, unit)
             outcome, detail = done.outcome, done.detail
@@ -305,9 +337,11 @@ class Pipeline:
         except (ActionError, ProbeError) as exc:
             error = (exc.dbus_name if isinstance(exc, SystemdError)
                      else exc.result if isinstance(exc, JobFailed) else type(exc).__name__)
-            outcome = ("denied" if isinstance(exc, SystemdError) and exc.denied else
-                       "unreachable" if isinstance(exc, BusUnavailable) else "failed")
+            outcome = (Outcome.DENIED if isinstance(exc, SystemdError) and exc.denied else
+                       Outcome.UNREACHABLE if isinstance(exc, BusUnavailable) else
+                       Outcome.FAILED)
             detail, extra = str(exc), {"error": error}
-        self._audit.record("action_finished", incident.id, outcome=outcome, detail=detail,
+        self._stale = self._stale or outcome in ACTED
+        self._audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
         return ActionReport.about(finding, unit, step.action, outcome, detail)

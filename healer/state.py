@@ -1,5 +1,9 @@
 """The state that spans passes, in one JSON file written atomically (temp, fsync, rename).
 
+Who changes it: the pass (``healer.pipeline``: incidents, breakers, attempts, the storm flag),
+the fold of each look at the world into history (``healer.history``), and the operator's
+pause and resume (``healer.controls``). Nothing else writes it.
+
 A kill at any moment leaves either the old or the new file, never a torn one. One exclusive
 lock per pass keeps two healers (the agent and an operator's run-once) from acting at once.
 """
@@ -15,12 +19,15 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, ValidationError
 
 from healer.errors import StateError
-from healer.model import BeatLog, CpuSample, Sample
+from healer.model import BeatLog, CpuSample, LogCursor, Sample
 from healer.ownership import adopt
+from healer.vocabulary import Outcome, StoredKey
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from healer.guard.ratelimit import Attempt
 
 
 class Incident(BaseModel):
@@ -28,7 +35,7 @@ class Incident(BaseModel):
 
     id: str
     opened: float
-    last_decision: str | None = None
+    last_decision: Outcome | None = None
     escalated: bool = False
 
 
@@ -48,19 +55,12 @@ class Pause(BaseModel):
     reason: str
 
 
-class LogCursor(BaseModel):
-    """How far a log file has been read; a new inode or a shorter file means it was rotated."""
-
-    inode: int
-    offset: int
-
-
 class State(BaseModel):
     """Everything healer remembers between passes."""
 
     version: int = 1
     actions: dict[str, list[float]] = Field(default_factory=dict)
-    incidents: dict[str, Incident] = Field(default_factory=dict)
+    incidents: dict[StoredKey, Incident] = Field(default_factory=dict)
     logs: dict[str, LogCursor] = Field(default_factory=dict)
     journal_cursors: dict[str, str] = Field(default_factory=dict)
     failures: list[tuple[float, str]] = Field(default_factory=list)
@@ -69,10 +69,14 @@ class State(BaseModel):
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)
     cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
-    breakers: dict[str, Breaker] = Field(default_factory=dict)
+    breakers: dict[StoredKey, Breaker] = Field(default_factory=dict)
     pauses: dict[str, Pause] = Field(default_factory=dict)
     storm: str | None = None
     spent: list[float] = Field(default_factory=list)
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        """Count one attempt of a step, in its "N within M" window and in the budget's."""
+        self.actions[attempt.key], self.spent = attempt.times, attempt.spent
 
 
 class StateStore:

@@ -21,6 +21,7 @@ import structlog
 from healer.audit import chain, files
 from healer.errors import StateError
 from healer.ownership import adopt
+from healer.vocabulary import Event
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
@@ -68,7 +69,7 @@ class _ChainedLines:
             side.flush()
             os.fsync(side.fileno())
         os.ftruncate(fd, os.fstat(fd).st_size - len(torn))
-        self._append(fd, {"ts": ts, "event": "torn_tail_set_aside", "incident": None,
+        self._append(fd, {"ts": ts, "event": Event.TORN_TAIL_SET_ASIDE, "incident": None,
                           "bytes": len(torn), "kept_in": str(keep)})
 
 
@@ -88,6 +89,6 @@ class AuditLog:
         when = datetime.fromtimestamp(self._clock.time(), timezone.utc)
         return {"ts": chain.timestamp(when), "event": record.pop("event"), **record}
 
-    def record(self, event: str, incident: str | None, **fields: object) -> None:
+    def record(self, event: Event, incident: str | None, **fields: object) -> None:
         """Write one record."""
         self._log.msg(event, incident=incident, **fields)

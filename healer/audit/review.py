@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from healer.audit import chain, files
 from healer.errors import ConfigError
 from healer.policy.models import parse_duration
+from healer.vocabulary import Event, IncidentOutcome, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -80,7 +81,7 @@ def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
 
 
 @dataclass
-class Incident:
+class Timeline:
     """One incident as the audit log tells it."""
 
     id: str
@@ -88,7 +89,7 @@ class Incident:
     scenario: str | None = None
     units: set[str] = field(default_factory=set)
     steps: list[str] = field(default_factory=list)
-    outcome: str = "open"
+    outcome: IncidentOutcome = IncidentOutcome.OPEN
     time_to_heal: float | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -99,36 +100,37 @@ class Incident:
                 "time_to_heal_s": self.time_to_heal}
 
 
-def _outcome(incident: Incident) -> str:
+def _outcome(incident: Timeline) -> IncidentOutcome:
     events = {r["event"] for r in incident.records}
-    healed = any(r["event"] == "action_finished" and r.get("outcome") == "healed"
+    healed = any(r["event"] == Event.ACTION_FINISHED and r.get("outcome") == Outcome.HEALED
                  for r in incident.records)
-    if "incident_resolved" in events:
-        return "healed" if healed else "resolved"
-    if "incident_dropped" in events:
-        return "dropped"
-    if "breaker_opened" in events:
-        return "held"
-    return "escalated" if "escalation" in events else "open"
+    if Event.INCIDENT_RESOLVED in events:
+        return IncidentOutcome.HEALED if healed else IncidentOutcome.RESOLVED
+    if Event.INCIDENT_DROPPED in events:
+        return IncidentOutcome.DROPPED
+    if Event.BREAKER_OPENED in events:
+        return IncidentOutcome.HELD
+    return IncidentOutcome.ESCALATED if Event.ESCALATION in events else IncidentOutcome.OPEN
 
 
-def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None) -> list[Incident]:
+def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None
+              ) -> list[Timeline]:
     """Records grouped by incident, in order of first sight (optionally of one outcome)."""
-    found: dict[str, Incident] = {}
+    found: dict[str, Timeline] = {}
     for record in records:
         key = record.get("incident")
         if not key:
             continue
-        incident = found.setdefault(key, Incident(id=key, first_seen=record["ts"]))
+        incident = found.setdefault(key, Timeline(id=key, first_seen=record["ts"]))
         incident.records.append(record)
         incident.scenario = incident.scenario or record.get("scenario")
         if record.get("unit"):
             incident.units.add(record["unit"])
-        if record["event"] == "action_finished":
+        if record["event"] == Event.ACTION_FINISHED:
             incident.steps.append(f"{record.get('action')}:{record.get('outcome')}")
-        elif record["event"] == "escalation":
+        elif record["event"] == Event.ESCALATION:
             incident.steps.append(f"escalate:{record.get('outcome')}")
-        elif record["event"] == "incident_resolved":
+        elif record["event"] == Event.INCIDENT_RESOLVED:
             incident.time_to_heal = record.get("duration_s")
     result = list(found.values())
     for incident in result:
@@ -136,7 +138,7 @@ def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None) -> 
     return [i for i in result if outcome is None or i.outcome == outcome]
 
 
-def stats(found: list[Incident]) -> list[dict[str, Any]]:
+def stats(found: list[Timeline]) -> list[dict[str, Any]]:
     """Per scenario and unit: incidents, actions, healed, mean time to heal."""
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for incident in found:
@@ -145,9 +147,9 @@ def stats(found: list[Incident]) -> list[dict[str, Any]]:
                 "scenario": incident.scenario, "unit": unit, "incidents": 0, "actions": 0,
                 "healed": 0, "heal_times": []})
             row["incidents"] += 1
-            row["actions"] += sum(1 for r in incident.records if r["event"] == "action_started"
-                                  and r.get("unit") == unit)
-            if incident.outcome == "healed":
+            row["actions"] += sum(1 for r in incident.records
+                                  if r["event"] == Event.ACTION_STARTED and r.get("unit") == unit)
+            if incident.outcome == IncidentOutcome.HEALED:
                 row["healed"] += 1
                 if incident.time_to_heal is not None:
                     row["heal_times"].append(incident.time_to_heal)
@@ -160,7 +162,7 @@ def stats(found: list[Incident]) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ChainCheck:
     """What ``verify`` found: records checked, the first bad one, a torn tail."""
 
     records: int
@@ -175,7 +177,7 @@ class Verdict:
         return self.bad is None
 
 
-def verify(path: Path) -> Verdict:
+def verify(path: Path) -> ChainCheck:
     """Check every record's hash and its link to the one before; stop at the first bad one."""
     prev: str | None = None
     count, first_ts, last_ts = 0, None, None
@@ -184,13 +186,13 @@ def verify(path: Path) -> Verdict:
         try:
             record = json.loads(line.raw)
         except ValueError:
-            return Verdict(count, first_ts, last_ts, f"{where}: not a JSON record", 0)
+            return ChainCheck(count, first_ts, last_ts, f"{where}: not a JSON record", 0)
         if not isinstance(record, dict) or not chain.intact(record):
-            return Verdict(count, first_ts, last_ts,
+            return ChainCheck(count, first_ts, last_ts,
                            f"{where}: record {count + 1} does not match its hash (edited?)", 0)
         if count and record.get("prev") != prev:
-            return Verdict(count, first_ts, last_ts, f"{where}: record {count + 1} does not "
+            return ChainCheck(count, first_ts, last_ts, f"{where}: record {count + 1} does not "
                            "follow the one before (removed or reordered?)", 0)
         prev, count = record["hash"], count + 1
         first_ts, last_ts = first_ts or record.get("ts"), record.get("ts")
-    return Verdict(count, first_ts, last_ts, None, len(files.torn_tail(path)))
+    return ChainCheck(count, first_ts, last_ts, None, len(files.torn_tail(path)))

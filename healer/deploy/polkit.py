@@ -17,7 +17,7 @@ import json
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from healer.model import Scenario
+from healer.vocabulary import Scenario
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.detectors.worker_unresponsive import up_for
-from healer.model import Finding, Scenario, Severity
+from healer.model import Finding
+from healer.vocabulary import ActiveState, Scenario, Severity
 
 if TYPE_CHECKING:
     from healer.model import Snapshot
@@ -20,7 +21,7 @@ SLACK = 10.0
 def detect(snapshot: Snapshot) -> list[Finding]:
     """One finding when beat has been silent longer than its allowance."""
     beat, log = snapshot.beat, snapshot.beat_log
-    if beat is None or log is None or beat.active_state != "active":
+    if beat is None or log is None or beat.active_state != ActiveState.ACTIVE:
         return []
     if snapshot.broker is not None and not snapshot.broker.reachable:
         return []

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.model import Finding, Scenario, Severity
+from healer.model import Finding
+from healer.vocabulary import Scenario, Severity
 
 if TYPE_CHECKING:
     from healer.model import Snapshot

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.model import Finding, Scenario, Severity
+from healer.model import Finding
+from healer.vocabulary import ActiveState, Scenario, Severity
 
 if TYPE_CHECKING:
     from healer.model import Snapshot, UnitState
@@ -27,7 +28,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
         return []
     silent = [
         u for u in snapshot.workers
-        if u.active_state == "active" and u.name in celery.nodes
+        if u.active_state == ActiveState.ACTIVE and u.name in celery.nodes
         and celery.nodes[u.name] not in celery.replied
         and up_for(u, snapshot) >= snapshot.limits.startup_grace
     ]

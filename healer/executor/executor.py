@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from healer.errors import ActionError, JobFailed, NotAllowed
-from healer.executor.verify import Outcome, settle
+from healer.executor.verify import Verified, settle
 from healer.systemd.backend import SUCCESSFUL_JOB_RESULTS
+from healer.vocabulary import ActiveState, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,11 +60,11 @@ class Executor:
         self._job_timeout = job_timeout
         self._poll = poll
 
-    def execute(self, step: Step, unit: str) -> Outcome:
+    def execute(self, step: Step, unit: str) -> Verified:
         """Run one step on one unit; raises ActionError when it cannot be carried out."""
         if unit not in self._allowed:
             raise NotAllowed(f"{unit} is not in [units]; refusing to {step.action}")
-        actions: dict[str, Callable[[str, float], Outcome]] = {
+        actions: dict[str, Callable[[str, float], Verified]] = {
             "restart_unit": self._restart,
             "reset_failed": self._reset_failed,
             "daemon_reload": self._daemon_reload,
@@ -79,7 +80,7 @@ class Executor:
         if result not in SUCCESSFUL_JOB_RESULTS:
             raise JobFailed(f"{verb} of {unit} ended with job result {result!r}", result)
 
-    def _restart(self, unit: str, verify: float) -> Outcome:
+    def _restart(self, unit: str, verify: float) -> Verified:
         if self._systemd.unit_state(unit).result == "start-limit-hit":
             # Only then does systemd refuse a restart; resetting otherwise would erase the
             # failure (Result) that tells a crash from an operator's stop if the restart fails.
@@ -87,18 +88,18 @@ class Executor:
         self._job("restart", unit)
         return settle(self._systemd, unit, verify, self._clock, self._poll)
 
-    def _reset_failed(self, unit: str, verify: float) -> Outcome:  # noqa: ARG002
+    def _reset_failed(self, unit: str, verify: float) -> Verified:  # noqa: ARG002
         self._systemd.reset_failed(unit)
         state = self._systemd.unit_state(unit)
-        if state.active_state == "active":
-            return Outcome("healed", f"{unit} reset and active")
-        return Outcome("not_healed", f"{unit} reset (now {state.active_state}); it still needs "
-                                     "starting", {"active_state": state.active_state})
+        if state.active_state == ActiveState.ACTIVE:
+            return Verified(Outcome.HEALED, f"{unit} reset and active")
+        return Verified(Outcome.NOT_HEALED, f"{unit} reset (now {state.active_state}); it still "
+                        "needs starting", {"active_state": state.active_state})
 
-    def _daemon_reload(self, unit: str, verify: float) -> Outcome:
+    def _daemon_reload(self, unit: str, verify: float) -> Verified:
         self._systemd.reload()
         outcome = self._restart(unit, verify)
-        return Outcome(outcome.outcome, f"daemon-reload, then {outcome.detail}", outcome.evidence)
+        return Verified(outcome.outcome, f"daemon-reload, then {outcome.detail}", outcome.evidence)
 
     def _wait(self, check: Callable[[], bool], seconds: float) -> bool:
         deadline = self._clock.monotonic() + seconds
@@ -108,7 +109,7 @@ class Executor:
             self._clock.sleep(self._poll)
         return True
 
-    def _restart_broker(self, unit: str, verify: float) -> Outcome:
+    def _restart_broker(self, unit: str, verify: float) -> Verified:
         """Restart the broker, wait until it answers and running workers have reconnected.
 
         Workers still wrong afterwards are the pass's business: it re-probes and handles them
@@ -119,16 +120,16 @@ class Executor:
             return outcome
         checks = self._checks
         if not self._wait(checks.broker_answers, verify):
-            return Outcome("not_healed", f"{unit} is active but the broker does not answer")
+            return Verified(Outcome.NOT_HEALED, f"{unit} is active but the broker does not answer")
 
         def reconnecting() -> list[str]:  # running workers that do not answer yet
             return [w for w in checks.silent_workers() if w in self._workers
-                    and self._systemd.unit_state(w).active_state == "active"]
+                    and self._systemd.unit_state(w).active_state == ActiveState.ACTIVE]
 
         silent = [] if self._wait(lambda: not reconnecting(), verify) else reconnecting()
         detail = f"{unit} restarted and answering; " + (
             f"{', '.join(silent)} not reconnected" if silent else "running workers reconnected")
-        return Outcome("healed", detail, {"silent_workers": ", ".join(silent) or None})
+        return Verified(Outcome.HEALED, detail, {"silent_workers": ", ".join(silent) or None})
 
     def _move_schedule_aside(self) -> list[str]:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.time()))
@@ -145,7 +146,7 @@ class Executor:
                 moved.append(str(backup))
         return moved
 
-    def _clear_beat_schedule(self, unit: str, verify: float) -> Outcome:
+    def _clear_beat_schedule(self, unit: str, verify: float) -> Verified:
         """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
         if self._schedule is None:
             raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
@@ -155,10 +156,10 @@ class Executor:
         finally:
             # Whatever happened to the files, beat is started again: a beat left stopped by
             # healer would read as an operator's stop and be held for good.
-            if self._systemd.unit_state(unit).active_state == "failed":
+            if self._systemd.unit_state(unit).active_state == ActiveState.FAILED:
                 self._systemd.reset_failed(unit)
             self._job("start", unit)
         outcome = settle(self._systemd, unit, verify, self._clock, self._poll)
-        return Outcome(outcome.outcome,
+        return Verified(outcome.outcome,
                        f"schedule moved aside ({len(moved)} files), then {outcome.detail}",
                        {**outcome.evidence, "backups": ", ".join(moved) or None})

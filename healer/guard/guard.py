@@ -3,7 +3,8 @@
 A step is admitted only if, in this order: its unit is in [units]; nothing is paused for it;
 the hourly budget of actions has room; the step's "N within M" limit has room; and its backoff
 since the last attempt has passed. Breakers hold one problem (a finding's key) and are checked
-by the pass before any step.
+by the pass before any step. The guard only reads the state: its verdicts are values, and the
+pass applies them (a breaker whose cool-down passed is closed by the pass, not here).
 """
 
 from __future__ import annotations
@@ -12,27 +13,36 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from healer.guard import ratelimit
+from healer.vocabulary import Outcome
 
 if TYPE_CHECKING:
     from healer.config import GuardConfig
     from healer.model import Finding
     from healer.policy.models import Step
     from healer.state import State
+    from healer.vocabulary import FindingKey
 
 GLOBAL = "*"
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """``outcome``: allowed, or refused, paused, budget, rate_limited, backoff."""
+class Ruling:
+    """The guard's answer: allowed, or why not (refused, paused, budget, ...).
 
-    outcome: str
+    ``close_breaker`` when a breaker's cool-down has passed: the pass closes it.
+    """
+
+    outcome: Outcome
     reason: str = ""
+    close_breaker: bool = False
 
     @property
     def allowed(self) -> bool:
         """Whether the step may run."""
-        return self.outcome == "allowed"
+        return self.outcome == Outcome.ALLOWED
+
+
+ALLOWED = Ruling(Outcome.ALLOWED)
 
 
 def active_pause(state: State, unit: str | None, now: float) -> str | None:
@@ -53,53 +63,53 @@ class Guard:
         self.allowed_units = allowed_units
         self._config = config
 
-    def admit(self, step: Step, unit: str | None, state: State, now: float) -> Verdict:
+    def admit(self, step: Step, unit: str | None, state: State, now: float) -> Ruling:
         """The first rule that forbids the step, or allowed."""
         if unit is None or unit not in self.allowed_units:
-            return Verdict("refused", f"{unit} is not in [units]; healer acts only on "
+            return Ruling(Outcome.REFUSED, f"{unit} is not in [units]; healer acts only on "
                                       f"{', '.join(sorted(self.allowed_units))}")
         checks = (self._paused, self._budget, self._limit, self._backoff)
         for check in checks:
             if (verdict := check(step, unit, state, now)) is not None:
                 return verdict
-        return Verdict("allowed")
+        return ALLOWED
 
-    def _paused(self, _step: Step, unit: str, state: State, now: float) -> Verdict | None:
+    def _paused(self, _step: Step, unit: str, state: State, now: float) -> Ruling | None:
         paused = active_pause(state, unit, now)
-        return Verdict("paused", paused) if paused else None
+        return Ruling(Outcome.PAUSED, paused) if paused else None
 
-    def _budget(self, _step: Step, _unit: str, state: State, now: float) -> Verdict | None:
+    def _budget(self, _step: Step, _unit: str, state: State, now: float) -> Ruling | None:
         spent = len(ratelimit.spent(state, now))
         if spent < self._config.budget_per_hour:
             return None
-        return Verdict("budget", f"{spent} actions in the last hour reach the budget of "
+        return Ruling(Outcome.BUDGET, f"{spent} actions in the last hour reach the budget of "
                                  f"{self._config.budget_per_hour}")
 
-    def _limit(self, step: Step, unit: str, state: State, now: float) -> Verdict | None:
+    def _limit(self, step: Step, unit: str, state: State, now: float) -> Ruling | None:
         reason = ratelimit.exceeded(state, step.action, unit, step.limit, now)
-        return Verdict("rate_limited", reason) if reason else None
+        return Ruling(Outcome.RATE_LIMITED, reason) if reason else None
 
-    def _backoff(self, step: Step, unit: str, state: State, now: float) -> Verdict | None:
+    def _backoff(self, step: Step, unit: str, state: State, now: float) -> Ruling | None:
         times = ratelimit.recent(state, step.action, unit, step.limit.within, now)
         if not times or not step.backoff:
             return None
         wait = min(step.backoff * 2 ** (len(times) - 1), step.backoff_max)
         if now >= times[-1] + wait:
             return None
-        return Verdict("backoff", f"backing off {wait:g}s after attempt {len(times)} of "
+        return Ruling(Outcome.BACKOFF, f"backing off {wait:g}s after attempt {len(times)} of "
                                   f"{step.action} on {unit}; {times[-1] + wait - now:.0f}s left")
 
-    def open_breaker(self, state: State, target: str, now: float) -> str | None:
-        """Why the target's breaker holds it, or None (a breaker past its cool-down closes)."""
-        breaker = state.breakers.get(target)
+    def breaker(self, state: State, key: FindingKey, now: float) -> Ruling:
+        """Whether the problem's breaker holds it; past its cool-down the pass closes it."""
+        breaker = state.breakers.get(key)
         if breaker is None:
-            return None
+            return ALLOWED
         if now - breaker.opened >= self._config.breaker_cooldown:
-            del state.breakers[target]
-            return None
+            return Ruling(Outcome.ALLOWED, "cool-down passed", close_breaker=True)
         left = breaker.opened + self._config.breaker_cooldown - now
-        return (f"breaker open since incident {breaker.incident} ({breaker.reason}); "
-                f"held until `healer resume` or {left:.0f}s of cool-down")
+        return Ruling(Outcome.BREAKER_OPEN,
+                      f"breaker open since incident {breaker.incident} ({breaker.reason}); "
+                      f"held until `healer resume` or {left:.0f}s of cool-down")
 
     def storm(self, findings: list[Finding]) -> str | None:
         """Why this pass is a storm (too much unhealthy at once), or None."""

@@ -1,8 +1,8 @@
-""""N within M" rate limits over attempt times kept in the state store."""
+""""N within M" rate limits over attempt times kept in the state store; read-only."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 HOUR = 3600.0
 
@@ -33,10 +33,18 @@ def exceeded(state: State, action: str, unit: str, limit: Limit, now: float) -> 
     )
 
 
-def record(state: State, action: str, unit: str, limit: Limit, now: float) -> None:
-    """Count one attempt for its step's limit and for the hourly budget."""
-    state.actions[key(action, unit)] = [*recent(state, action, unit, limit.within, now), now]
-    state.spent = [*spent(state, now), now]
+class Attempt(NamedTuple):
+    """The windows after one more attempt: the step's ("N within M") and the hourly budget's."""
+
+    key: str
+    times: list[float]
+    spent: list[float]
+
+
+def attempt(state: State, action: str, unit: str, limit: Limit, now: float) -> Attempt:
+    """One more attempt now, counted for its step's limit and the budget (the pass stores it)."""
+    return Attempt(key(action, unit), [*recent(state, action, unit, limit.within, now), now],
+                   [*spent(state, now), now])
 
 
 def spent(state: State, now: float) -> list[float]:

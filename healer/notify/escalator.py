@@ -1,4 +1,7 @@
-"""Escalate an incident once: notify through the webhook, audit whether it was delivered."""
+"""Escalate an incident: notify through the webhook, audit whether it was delivered.
+
+The pass decides whether an incident is escalated (once per incident) and remembers it.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from healer.errors import NotifyError
 from healer.notify.webhook import Alert
+from healer.vocabulary import Event, Outcome
 
 if TYPE_CHECKING:
     from healer.audit.log import AuditLog
     from healer.clock import Clock
     from healer.model import Finding
-    from healer.state import Incident
-
-
-ALREADY_ESCALATED = "already_escalated"
 
 
 class Notifier(Protocol):
@@ -27,7 +27,7 @@ class Notifier(Protocol):
 
 
 class Escalator:
-    """One notification per incident, recorded whether or not it was delivered."""
+    """Sends a notification and records whether it was delivered."""
 
     def __init__(self, notifier: Notifier | None, audit: AuditLog, clock: Clock, host: str
                  ) -> None:
@@ -36,13 +36,10 @@ class Escalator:
         self._clock = clock
         self._host = host
 
-    def escalate(self, finding: Finding, incident: Incident, reason: str) -> str:
-        """Notify about the incident unless it was already; the outcome for the report."""
-        if incident.escalated:
-            return ALREADY_ESCALATED
-        incident.escalated = True
+    def escalate(self, finding: Finding, incident: str, reason: str) -> Outcome:
+        """Notify about the incident; delivered or undelivered, as audited."""
         when = datetime.fromtimestamp(self._clock.time(), timezone.utc).isoformat()
-        alert = Alert(incident=incident.id, scenario=finding.scenario.value, unit=finding.unit,
+        alert = Alert(incident=incident, scenario=finding.scenario.value, unit=finding.unit,
                       severity=finding.severity.value, summary=finding.summary, reason=reason,
                       host=self._host, ts=when)
         error = None
@@ -53,9 +50,9 @@ class Escalator:
                 self._notifier.send(alert)
             except NotifyError as exc:
                 error = str(exc)
+        outcome = Outcome.DELIVERED if error is None else Outcome.UNDELIVERED
         self._audit.record(
-            "escalation", incident.id, scenario=finding.scenario.value, unit=finding.unit,
-            action="escalate", outcome="delivered" if error is None else "undelivered",
-            reason=reason, error=error, dry_run=False,
+            Event.ESCALATION, incident, scenario=finding.scenario.value, unit=finding.unit,
+            action="escalate", outcome=outcome, reason=reason, error=error, dry_run=False,
         )
-        return "escalated" if error is None else "escalation_undelivered"
+        return outcome

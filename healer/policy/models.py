@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from fnmatch import fnmatchcase
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from healer.config import UnitName
-from healer.model import Finding, Scenario, Severity
+from healer.vocabulary import Scenario, Severity
+
+if TYPE_CHECKING:
+    from healer.model import Finding
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -16,6 +16,7 @@ import redis
 
 from healer.errors import ConfigError
 from healer.model import BrokerState
+from healer.vocabulary import BrokerError
 
 if TYPE_CHECKING:
     from healer.clock import Clock
@@ -56,7 +57,7 @@ class _Probe:
         self._timeout = timeout
         self._clock = clock
 
-    def _down(self, kind: str, exc: Exception) -> BrokerState:
+    def _down(self, kind: BrokerError, exc: Exception) -> BrokerState:
         return BrokerState(url=redact(self._url), reachable=False, error_kind=kind,
                            error=str(exc) or type(exc).__name__)
 
@@ -85,14 +86,15 @@ class RedisProbe(_Probe):
                     pipe.llen(name)
             replies = pipe.execute()[1:]
         except redis.AuthenticationError as exc:
-            return self._down("auth", exc)
+            return self._down(BrokerError.AUTH, exc)
         except redis.TimeoutError as exc:
-            return self._down("timeout", exc)
+            return self._down(BrokerError.TIMEOUT, exc)
         except redis.ConnectionError as exc:
             refused = isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError)
-            return self._down("refused" if refused or "refused" in str(exc) else "error", exc)
+            refused = refused or "Connection refused" in str(exc)
+            return self._down(BrokerError.REFUSED if refused else BrokerError.ERROR, exc)
         except redis.RedisError as exc:
-            return self._down("error", exc)
+            return self._down(BrokerError.ERROR, exc)
         finally:
             client.close()
         steps = len(PRIORITY_STEPS) + 1
@@ -120,13 +122,13 @@ class AmqpProbe(_Probe):
             for queue in queues:
                 depths[queue], consumers[queue] = _declare(connection, queue)
         except amqp.exceptions.AccessRefused as exc:
-            return self._down("auth", exc)
+            return self._down(BrokerError.AUTH, exc)
         except ConnectionRefusedError as exc:
-            return self._down("refused", exc)
+            return self._down(BrokerError.REFUSED, exc)
         except TimeoutError as exc:
-            return self._down("timeout", exc)
+            return self._down(BrokerError.TIMEOUT, exc)
         except (OSError, amqp.exceptions.AMQPError) as exc:
-            return self._down("error", exc)
+            return self._down(BrokerError.ERROR, exc)
         finally:
             with contextlib.suppress(Exception):
                 connection.close()

@@ -7,7 +7,7 @@ application's code. ``ping(destination=...)`` returns as soon as every named nod
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from healer.model import CeleryState
 
@@ -41,7 +41,15 @@ def expected_nodes(workers: tuple[UnitState, ...], configured: list[str] | None)
     return {u.name: n for u in workers if (n := node_name(u.argv)) is not None}
 
 
-class CeleryProbe:
+class CeleryProbe(Protocol):
+    """Asks the workers over the broker."""
+
+    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
+        """Which expected nodes answer a ping; with a backlog, their task counts too."""
+        ...
+
+
+class ControlProbe:
     """The control API over a bare app; the app is made on first use."""
 
     def __init__(self, broker_url: str, timeout: float) -> None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from healer.model import TaskEvent
+from healer.vocabulary import TaskEventKind
 
 if TYPE_CHECKING:
     from healer.clock import Clock
@@ -27,7 +31,7 @@ class TaskEvents:
         self._url = broker_url
         self._clock = clock
         self._names: OrderedDict[str, str] = OrderedDict()
-        self._pending: deque[tuple[str, float, str, str]] = deque(maxlen=MAX_PENDING)
+        self._pending: deque[TaskEvent] = deque(maxlen=MAX_PENDING)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._receiver: Any = None
@@ -42,8 +46,8 @@ class TaskEvents:
         if self._receiver is not None:
             self._receiver.should_stop = True
 
-    def drain(self) -> list[tuple[str, float, str, str]]:
-        """(kind, time, task name, task id) of every event since the last drain."""
+    def drain(self) -> list[TaskEvent]:
+        """Every event since the last drain."""
         with self._lock:
             events = list(self._pending)
             self._pending.clear()
@@ -57,18 +61,17 @@ class TaskEvents:
         while len(self._names) > MAX_NAMES:
             self._names.popitem(last=False)
 
-    def _add(self, kind: str, event: dict[str, Any]) -> None:
+    def _add(self, kind: TaskEventKind, event: dict[str, Any]) -> None:
         at = float(event.get("timestamp") or self._clock.time())
         with self._lock:
-            self._pending.append((kind, at, self._name(event), event.get("uuid", "")))
+            self._pending.append(TaskEvent(kind, at, self._name(event), event.get("uuid", "")))
 
     def _listen(self) -> None:
         from celery import Celery  # noqa: PLC0415 - only the agent listens
 
         app = Celery(broker=self._url, set_as_current=False)
         handlers = {"task-received": self._received,
-                    "task-failed": lambda e: self._add("failed", e),
-                    "task-retried": lambda e: self._add("retried", e)}
+                    **{kind.value: partial(self._add, kind) for kind in TaskEventKind}}
         while not self._stop.is_set():
             if not self._capture(app, handlers):
                 self._stop.wait(RECONNECT)

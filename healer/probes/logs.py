@@ -1,6 +1,7 @@
 """Read what Celery logged since the last pass, from a file or from the journal.
 
-File offsets and journal cursors live in the state store, so nothing is counted twice.
+Reading takes the cursor of the last read and returns the new one (the pass keeps them in the
+state store, so nothing is counted twice); parsing is pure.
 
 Worker: task failures and retries per task name (the same task id retried again and again is a
 loop), and lost pool processes (SIGKILL, WorkerLostError). Beat: when it last sent a due task,
@@ -15,17 +16,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from healer.errors import ProbeError
-from healer.model import BeatLog, WorkerLog
-from healer.state import LogCursor
+from healer.model import LogCursor, TaskEvent
+from healer.vocabulary import TaskEventKind
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
-    from healer.state import State
+    from healer.model import BeatLog
 
 FIRST_READ = 64 * 1024
 MAX_READ = 1024 * 1024
-MAX_RETRY_IDS = 500
 JOURNAL_FIRST_READ = 1000
 CURSOR = "-- cursor: "
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
@@ -41,15 +42,14 @@ _CORRUPT = re.compile(
 _LOCKED = re.compile(r"Resource temporarily unavailable")
 
 
-def read_new(path: Path, state: State) -> list[str]:
-    """Lines added since the last read (the last 64 KiB on first sight).
+def read_new(path: Path, cursor: LogCursor | None) -> tuple[list[str], LogCursor]:
+    """Lines added since ``cursor`` (the last 64 KiB on first sight), and the new cursor.
 
     A missing or unreadable file is a ProbeError (unknown), never "nothing logged".
     """
     try:
         with path.open("rb") as handle:
             stat = path.stat()
-            cursor = state.logs.get(str(path))
             if cursor is None:
                 start = max(0, stat.st_size - FIRST_READ)
             elif cursor.inode != stat.st_ino or cursor.offset > stat.st_size:
@@ -61,14 +61,17 @@ def read_new(path: Path, state: State) -> list[str]:
     except OSError as exc:
         raise ProbeError(f"cannot read {path}: {exc.strerror or exc}") from exc
     complete = data.rfind(b"\n") + 1
-    state.logs[str(path)] = LogCursor(inode=stat.st_ino, offset=start + complete)
     lines = data[:complete].decode(errors="replace").splitlines()
-    return lines[1:] if cursor is None and start > 0 else lines
+    return (lines[1:] if cursor is None and start > 0 else lines,
+            LogCursor(inode=stat.st_ino, offset=start + complete))
 
 
-def read_journal(unit: str, state: State, directory: Path | None, scope: str) -> list[str]:
-    """Messages a unit logged to the journal since the last read (the last 1000 at first)."""
-    cursor = state.journal_cursors.get(unit)
+def read_journal(unit: str, cursor: str | None, directory: Path | None, scope: str
+                 ) -> tuple[list[str], str | None]:
+    """Messages a unit logged to the journal since ``cursor`` (the last 1000 at first).
+
+    Returns them with the journal's cursor after the last one (None when it gave none).
+    """
     argv = ["journalctl", "--no-pager", "--output=cat", "--show-cursor",
             f"--{'user-' if scope == 'user' else ''}unit={unit}"]
     if directory is not None:
@@ -82,8 +85,8 @@ def read_journal(unit: str, state: State, directory: Path | None, scope: str) ->
         raise ProbeError(f"journalctl for {unit}: {result.stderr.strip()}")
     lines = [line for line in result.stdout.splitlines() if line != "-- No entries --"]
     if lines and lines[-1].startswith(CURSOR):
-        state.journal_cursors[unit] = lines.pop().removeprefix(CURSOR)
-    return lines
+        return lines[:-1], lines[-1].removeprefix(CURSOR)
+    return lines, None
 
 
 def _when(line: str, fallback: float) -> float:
@@ -94,45 +97,26 @@ def _when(line: str, fallback: float) -> float:
     return local.astimezone().timestamp() + int(match.group(2)) / 1000
 
 
-def record_failure(state: State, at: float, task: str) -> None:
-    """One failed run of a task."""
-    state.failures.append((at, task))
+def worker_lines(lines: Iterable[str], now: float, tasks: bool = True
+                 ) -> tuple[list[TaskEvent], list[float]]:
+    """Task failures and retries, and the times of lost pool processes.
 
-
-def record_retry(state: State, task: str, task_id: str) -> None:
-    """One more retry of a task id (the same id again and again is a loop)."""
-    state.retries[task_id] = (task, state.retries.get(task_id, (task, 0))[1] + 1)
-
-
-def record_worker_lines(lines: list[str], state: State, now: float, tasks: bool = True) -> None:
-    """Failures, retries (unless ``tasks`` is off: events count them) and lost processes."""
+    With ``tasks`` off (Celery's task events count them), failures and retries are skipped.
+    """
+    events: list[TaskEvent] = []
+    lost: list[float] = []
     for line in lines:
         if tasks and (failed := _FAILED.search(line)):
-            record_failure(state, _when(line, now), failed.group(1))
+            events.append(TaskEvent(TaskEventKind.FAILED, _when(line, now), *failed.groups()))
         elif tasks and (retry := _RETRY.search(line)):
-            record_retry(state, *retry.groups())
+            events.append(TaskEvent(TaskEventKind.RETRIED, _when(line, now), *retry.groups()))
         elif _LOST.search(line):
-            state.lost.append(_when(line, now))
+            lost.append(_when(line, now))
+    return events, lost
 
 
-def worker_log(state: State, now: float, window: float, loop: int) -> WorkerLog:
-    """Failures and retry loops per task, and lost processes, within the window."""
-    state.failures = [(t, task) for t, task in state.failures if now - t < window]
-    state.lost = [t for t in state.lost if now - t < window]
-    state.retries = dict(list(state.retries.items())[-MAX_RETRY_IDS:])
-    failures: dict[str, int] = {}
-    for _, task in state.failures:
-        failures[task] = failures.get(task, 0) + 1
-    loops: dict[str, int] = {}
-    for task, count in state.retries.values():
-        if count >= loop:
-            loops[task] = max(loops.get(task, 0), count)
-    return WorkerLog(failures=failures, retry_loops=loops, lost=len(state.lost))
-
-
-def beat_log(lines: list[str], state: State, now: float) -> BeatLog:
-    """Update what beat's log tells and return it."""
-    beat = state.beat.model_copy()
+def beat_log(lines: Iterable[str], previous: BeatLog, now: float) -> BeatLog:
+    """What beat's log tells, ``previous`` brought up to date with the new lines."""
     last_sent: dict[str, float] = {}
     updates: dict[str, object] = {}
     for line in lines:
@@ -141,7 +125,7 @@ def beat_log(lines: list[str], state: State, now: float) -> BeatLog:
             task = sent.group(1)
             if task in last_sent and at > last_sent[task]:
                 period = at - last_sent[task]
-                shortest = updates.get("shortest_period", beat.shortest_period)
+                shortest = updates.get("shortest_period", previous.shortest_period)
                 updates["shortest_period"] = min(period, shortest) \
                     if isinstance(shortest, float) else period
             last_sent[task] = at
@@ -150,5 +134,4 @@ def beat_log(lines: list[str], state: State, now: float) -> BeatLog:
                               ("repaired", _REPAIRED)):
             if pattern.search(line):
                 updates["schedule_error"], updates["schedule_error_at"] = kind, at
-    state.beat = beat.model_copy(update=updates)
-    return state.beat
+    return previous.model_copy(update=updates)

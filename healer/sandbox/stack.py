@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from healer.sandbox.base import Sandbox, SandboxError, wait_until
 from healer.sandbox.usermanager import UserManager
+from healer.vocabulary import ActiveState
 
 if TYPE_CHECKING:
     from typing import Self
@@ -76,8 +77,8 @@ class Deployment(Sandbox):
         While the pool's children are still going it is "deactivating", and systemd has not
         yet recorded how it went down.
         """
-        wait_until(lambda: self.show(unit, "ActiveState") in {"inactive", "failed"}, timeout,
-                   f"{unit} to go down")
+        down = {ActiveState.INACTIVE, ActiveState.FAILED}
+        wait_until(lambda: self.show(unit, "ActiveState") in down, timeout, f"{unit} to go down")
 
     def wait_worker_ready(self, timeout: float = 30, seen: int = 0) -> None:
         """Wait until the worker has logged "ready." more than ``seen`` times and is active."""

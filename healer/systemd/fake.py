@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.model import UnitState
+from healer.vocabulary import ActiveState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -13,9 +14,11 @@ if TYPE_CHECKING:
     from healer.systemd.backend import JobVerb
 
 
-def unit(name: str, active: str = "active", result: str = "success", **kw: int) -> UnitState:
+def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", **kw: int
+         ) -> UnitState:
     """A loaded service unit in the given state (sub-state derived the way systemd does)."""
-    sub = {"active": "running", "failed": "failed", "inactive": "dead"}.get(active, active)
+    subs: dict[str, str] = {ActiveState.ACTIVE: "running", ActiveState.INACTIVE: "dead"}
+    sub = subs.get(active, active)  # a failed unit's sub-state is "failed" too
     return UnitState(
         name=name, load_state="loaded", active_state=active, sub_state=sub, result=result, **kw
     )
@@ -41,7 +44,7 @@ class FakeSystemd:
         if (err := self.errors.get(("read", name))) is not None:
             raise err
         return self.units.get(
-            name, UnitState(name=name, load_state="not-found", active_state="inactive",
+            name, UnitState(name=name, load_state="not-found", active_state=ActiveState.INACTIVE,
                             sub_state="dead")
         )
 
@@ -52,12 +55,13 @@ class FakeSystemd:
             raise err
         before = self.unit_state(name)
         if verb == "stop":  # like systemd, stopping a failed unit leaves it failed
-            after = before if before.active_state == "failed" else before.model_copy(
-                update={"active_state": "inactive", "sub_state": "dead", "main_pid": 0})
+            after = before if before.active_state == ActiveState.FAILED else before.model_copy(
+                update={"active_state": ActiveState.INACTIVE, "sub_state": "dead", "main_pid": 0})
         else:
             self._next_pid += 1
-            running = before.model_copy(update={"active_state": "active", "sub_state": "running",
-                                                "result": "success", "main_pid": self._next_pid})
+            running = before.model_copy(update={
+                "active_state": ActiveState.ACTIVE, "sub_state": "running", "result": "success",
+                "main_pid": self._next_pid})
             outcome = self.outcomes.get(name)
             after = outcome(running) if outcome else running
         self.units[name] = after
@@ -75,7 +79,8 @@ class FakeSystemd:
         if (err := self.errors.get(("reset-failed", name))) is not None:
             raise err
         state = self.unit_state(name)
-        if state.active_state == "failed":
+        if state.active_state == ActiveState.FAILED:
             self.units[name] = state.model_copy(
-                update={"active_state": "inactive", "sub_state": "dead", "result": "success"}
+                update={"active_state": ActiveState.INACTIVE, "sub_state": "dead",
+                        "result": "success"}
             )

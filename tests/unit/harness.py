@@ -1,4 +1,4 @@
-"""Whole passes over fakes, wired the way the CLI wires them.
+"""Whole passes over fakes, wired by the composition root the CLI uses.
 
 FakeSystemd, ManualClock, fake broker and Celery probes and a recording notifier stand in for
 the world; the audit log and the state store are real, in a temporary folder.
@@ -10,26 +10,23 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from healer.audit.log import AuditLog
+from healer import compose
 from healer.clock import ManualClock
-from healer.config import CeleryConfig, Config, GuardConfig, UnitsConfig
-from healer.executor.executor import Executor
-from healer.guard.controls import Controls
-from healer.guard.guard import Guard
-from healer.model import BrokerState, CeleryState, PassReport, Scenario, UnitState
-from healer.notify.escalator import Escalator
+from healer.config import CeleryConfig, Config, GuardConfig, PathsConfig, UnitsConfig
+from healer.model import BrokerState, CeleryState, PassReport, UnitState
 from healer.notify.fake import RecordingNotifier
-from healer.pipeline import Pipeline
-from healer.policy.engine import PolicyEngine
 from healer.policy.models import Limit, Match, Rule, Step
-from healer.probes.celery import CeleryProbe
-from healer.probes.snapshot import Prober
 from healer.state import StateStore
 from healer.systemd.fake import FakeSystemd, unit
+from healer.vocabulary import Scenario
 from tests.conftest import audit_records
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from healer.controls import Controls
+    from healer.pipeline import Pipeline
+
 
 W1 = "celery-w1.service"
 W2 = "celery-w2.service"
@@ -44,9 +41,11 @@ class FakeBroker:
 
     def __init__(self, reachable: bool = False) -> None:
         self.reachable = reachable
+        self.checks = 0
 
     def check(self, queues: list[str]) -> BrokerState:  # noqa: ARG002
-        """Reachable with empty queues, or refused."""
+        """Reachable with empty queues, or refused; counts the calls in ``checks``."""
+        self.checks += 1
         if self.reachable:
             return BrokerState(url=BROKER_URL, reachable=True, latency_ms=1.0)
         return BrokerState(url=BROKER_URL, reachable=False, error_kind="refused",
@@ -58,11 +57,10 @@ class FakeBroker:
         return state
 
 
-class FakeCelery(CeleryProbe):
+class FakeCelery:
     """Ping answered by every expected node except those of the ``silent`` units."""
 
     def __init__(self, *silent: str) -> None:
-        super().__init__(BROKER_URL, 0.5)
         self.silent = set(silent)
 
     def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:  # noqa: ARG002
@@ -86,7 +84,6 @@ class Harness:
     notifier: RecordingNotifier | None = field(default_factory=RecordingNotifier)
     broker: FakeBroker | None = None
     celery: FakeCelery | None = None
-    checks: bool = False
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -103,30 +100,22 @@ class Harness:
         """Incident ids from a counter: inc-1, inc-2, ..."""
         return f"inc-{next(self.ids)}"
 
-    def pipeline(self) -> Pipeline:
-        """A fresh Pipeline over the fakes, wired the way the CLI wires it.
+    @property
+    def config(self) -> Config:
+        """The config the pipeline is built from: these units, guard and paths under root."""
+        return Config(units=self.units, celery=CeleryConfig(nodes=NODES), guard=self.guard,
+                      paths=PathsConfig(state_dir=self.root / "state",
+                                        audit_log=self.audit_path))
 
-        Unless ``checks`` is set the executor has no re-probes (restart_broker then restarts
-        only the broker, verified through systemd alone); the CLI passes the prober.
-        """
-        allowed = frozenset(self.units.all())
-        audit = AuditLog(self.audit_path, self.clock)
-        config = Config(units=self.units, celery=CeleryConfig(nodes=NODES))
-        prober = Prober(self.fake, self.broker, self.celery, config, self.clock)
-        return Pipeline(
-            prober=prober,
-            policy=PolicyEngine(self.rules),
-            guard=Guard(allowed, self.guard),
-            executor=Executor(self.fake, allowed, self.clock,
-                              checks=prober if self.checks else None,
-                              workers=tuple(self.units.workers)),
-            escalator=Escalator(self.notifier, audit, self.clock, "host"),
-            audit=audit,
-            store=self.store,
-            clock=self.clock,
-            new_id=self.new_id,
-            broker_unit=self.units.broker,
-        )
+    def world(self) -> compose.World:
+        """The fakes, as the boundary of the composition root."""
+        return compose.World(systemd=self.fake, broker=self.broker, celery=self.celery,
+                             notifier=self.notifier, clock=self.clock, new_id=self.new_id,
+                             host="host")
+
+    def pipeline(self) -> Pipeline:
+        """A fresh Pipeline over the fakes, from the composition root the CLI uses."""
+        return compose.pipeline(self.config, self.world(), self.rules)
 
     def run(self, dry_run: bool = False) -> PassReport:
         """One pass with a new Pipeline."""
@@ -142,7 +131,7 @@ class Harness:
 
     def controls(self) -> Controls:
         """Pause and resume over the same state store and audit log."""
-        return Controls(self.store, AuditLog(self.audit_path, self.clock), self.clock)
+        return compose.controls(self.config, self.clock)
 
     def audit(self, event: str | None = None) -> list[dict[str, Any]]:
         """The audit records written so far (only those of ``event`` when given)."""

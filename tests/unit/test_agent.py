@@ -16,8 +16,9 @@ from healer.agent import Agent, summary
 from healer.clock import ManualClock
 from healer.errors import ConfigError, ProbeError
 from healer.metrics import Metrics
-from healer.model import ActionReport, Finding, PassReport, Scenario, Severity
+from healer.model import ActionReport, Finding, PassReport
 from healer.systemd.notify import SdNotify, watchdog_interval
+from healer.vocabulary import FindingKey, Outcome, Scenario, Severity
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, MutableMapping
@@ -37,11 +38,11 @@ def finding(scenario: Scenario = Scenario.WORKER_DOWN, unit: str | None = W1) ->
 
 def act(action: str | None, outcome: str, unit: str | None = W1) -> ActionReport:
     """What a step did about worker_down on ``unit``."""
-    return ActionReport.about(finding(unit=unit), unit, action, outcome, "detail")
+    return ActionReport.about(finding(unit=unit), unit, action, Outcome(outcome), "detail")
 
 
 def report(*actions: ActionReport, remaining: tuple[Finding, ...] = (),
-           breakers: tuple[str, ...] = ()) -> PassReport:
+           breakers: tuple[FindingKey, ...] = ()) -> PassReport:
     """A pass that found worker_down on W1 and did ``actions``."""
     return PassReport(findings=(finding(),), actions=actions, remaining=remaining,
                       breakers=breakers)
@@ -366,10 +367,10 @@ def test_failing_after_pass_does_not_kill_the_agent(listener: Listener, tmp_path
 def test_metrics_follow_the_reports(listener: Listener) -> None:
     """Actions by step and outcome, escalations by delivery and open breakers follow reports."""
     clock = ManualClock()
-    first = report(act("restart_unit", "healed"), act("escalate", "escalated"),
-                   breakers=("worker_down:" + W2,))
+    first = report(act("restart_unit", "healed"), act("escalate", "delivered"),
+                   breakers=(FindingKey(Scenario.WORKER_DOWN, W2),))
     second = report(act("restart_unit", "not_healed"), act("restart_unit", "failed", W2),
-                    act("reset_failed", "healed", W2), act("escalate", "escalation_undelivered"),
+                    act("reset_failed", "healed", W2), act("escalate", "undelivered"),
                     act("restart_unit", "rate_limited"), act("restart_unit", "dry_run"),
                     act(None, "held"), remaining=(finding(),))
     rig = Rig(listener, [pipeline("A", listener, clock, first, second)], stop_after=2,
@@ -387,9 +388,9 @@ def test_metrics_follow_the_reports(listener: Listener) -> None:
                 ("restart_unit", "failed"): 1.0, ("reset_failed", "healed"): 1.0}
     for (action, outcome), count in expected.items():
         assert rig.value("healer_actions_total", action=action, outcome=outcome) == count
-    for outcome in ("rate_limited", "dry_run", "escalated", "held"):
+    for outcome in ("rate_limited", "dry_run", "delivered", "held"):
         assert rig.value("healer_actions_total", action="restart_unit", outcome=outcome) is None
-    assert rig.value("healer_actions_total", action="escalate", outcome="escalated") is None
+    assert rig.value("healer_actions_total", action="escalate", outcome="delivered") is None
     assert rig.value("healer_escalations_total", outcome="delivered") == 1.0
     assert rig.value("healer_escalations_total", outcome="undelivered") == 1.0
 
@@ -442,10 +443,10 @@ def test_summary_healthy_after_healing() -> None:
 
 def test_summary_keeps_three_steps_at_most() -> None:
     """Only the state and the first three steps fit in the status line."""
-    steps = [act("restart_unit", f"o{n}") for n in range(6)]
-    text = summary(report(*steps))
-    assert text.split("; ") == ["healthy", f"restart_unit {W1}: o0", f"restart_unit {W1}: o1",
-                                f"restart_unit {W1}: o2"]
+    outcomes = list(Outcome)[:6]
+    text = summary(report(*(act("restart_unit", o) for o in outcomes)))
+    assert text.split("; ") == ["healthy", *(f"restart_unit {W1}: {o.value}" for o in
+                                             outcomes[:3])]
 
 
 def test_summary_names_a_blind_probe() -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from healer.audit import chain, files, review
 from healer.audit.log import AuditLog
 from healer.clock import ManualClock
+from healer.vocabulary import Event, Outcome
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,7 +31,7 @@ def write(log: AuditLog, clock: ManualClock, count: int, start: int = 1) -> None
     """``count`` action records for incidents inc-<start>.., a second apart."""
     for n in range(start, start + count):
         clock.advance(1)
-        log.record("action_finished", f"inc-{n}", scenario="worker_down",
+        log.record(Event.ACTION_FINISHED, f"inc-{n}", scenario="worker_down",
                    unit="celery-w1.service", action="restart_unit", outcome="healed",
                    dry_run=False)
 
@@ -152,7 +153,7 @@ def test_torn_tail_is_reported_then_set_aside(tmp_path: Path) -> None:
     assert [line.number for line in files.history(path)] == [1, 2]
 
     clock.advance(1)
-    log.record("paused", None, unit="celery-w1.service", reason="maintenance")
+    log.record(Event.PAUSED, None, unit="celery-w1.service", reason="maintenance")
 
     torn_file = path.with_name("audit.jsonl.torn")
     assert torn_file.read_bytes() == TORN + b"\n"
@@ -256,7 +257,7 @@ def test_record_longer_than_tail_window_chains(tmp_path: Path) -> None:
     """A record longer than the 64 KiB read window is still found as the last line."""
     path, log, clock = setup_log(tmp_path, 1)
     clock.advance(1)
-    log.record("incident_opened", "inc-big", summary="x" * (files.TAIL + 100))
+    log.record(Event.INCIDENT_OPENED, "inc-big", summary="x" * (files.TAIL + 100))
     write(log, clock, 1, start=2)
     records = lines(path)
     assert len(records) == 3
@@ -272,7 +273,7 @@ def test_two_writers_alternating_keep_one_chain(tmp_path: Path) -> None:
     for n in range(6):
         clock.advance(1)
         writer = agent if n % 2 == 0 else operator
-        writer.record("decision", f"inc-{n}", outcome="held")
+        writer.record(Event.DECISION, f"inc-{n}", outcome=Outcome.HELD)
     records = lines(path)
     assert [r["incident"] for r in records] == [f"inc-{n}" for n in range(6)]
     assert_chained(records)
@@ -289,7 +290,7 @@ def test_two_writers_at_once_never_fork_the_chain(tmp_path: Path) -> None:
         log = AuditLog(path, clock)
         go.wait()
         for n in range(25):
-            log.record("decision", f"{name}-{n}", outcome="held")
+            log.record(Event.DECISION, f"{name}-{n}", outcome=Outcome.HELD)
 
     threads = [threading.Thread(target=writer, args=(name,)) for name in ("a", "b")]
     for thread in threads:

@@ -14,6 +14,7 @@ from healer.audit.log import AuditLog
 from healer.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNHEALTHY, main
 from healer.clock import ManualClock
 from healer.errors import ConfigError
+from healer.vocabulary import Event
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,7 +35,7 @@ class Writer:
         """Write ``event`` at the UTC time ``when`` (2026-11-24T16:00:00)."""
         moment = datetime.fromisoformat(when).replace(tzinfo=timezone.utc).timestamp()
         self.clock.advance(moment - self.clock.time())
-        self.log.record(event, incident, **fields)
+        self.log.record(Event(event), incident, **fields)
 
     def opened(self, when: str, incident: str, scenario: str, unit: str) -> None:
         """incident_opened with evidence."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from healer import history
 from healer.detectors import (
     beat_down,
     beat_stalled,
@@ -26,9 +27,8 @@ from healer.model import (
     CpuSample,
     Endpoint,
     Limits,
+    Readings,
     Sample,
-    Scenario,
-    Severity,
     Snapshot,
     UnitState,
     UnitUsage,
@@ -40,6 +40,7 @@ from healer.probes.celery import node_name
 from healer.state import State
 from healer.systemd.dbus_backend import _known
 from healer.systemd.fake import unit
+from healer.vocabulary import Scenario, Severity
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -503,8 +504,7 @@ def test_beat_log_shortest_period(tmp_path: Path) -> None:
     ]
     path.write_text("".join(
         f"{stamp(at)} Scheduler: Sending due task {name} (app.t)\n" for at, name in lines))
-    state = State()
-    result = logs.beat_log(logs.read_new(path, state), state, NOW)
+    result = logs.beat_log(logs.read_new(path, None)[0], BeatLog(), NOW)
     assert result.shortest_period == pytest.approx(10.0)
     assert result.last_dispatch == pytest.approx(base + 25)
 
@@ -517,8 +517,7 @@ def test_beat_log_schedule_error(tmp_path: Path, line: str, kind: str) -> None:
     """An UnpicklingError means a corrupt schedule file; EAGAIN means it is locked."""
     path = tmp_path / "beat.log"
     path.write_text(f"{stamp(NOW - 3)} {line}\n")
-    state = State()
-    result = logs.beat_log(logs.read_new(path, state), state, NOW)
+    result = logs.beat_log(logs.read_new(path, None)[0], BeatLog(), NOW)
     assert result.schedule_error == kind
     assert result.schedule_error_at == pytest.approx(NOW - 3)
 
@@ -541,16 +540,24 @@ def test_not_consuming_rabbitmq_with_consumer_is_none() -> None:
     assert worker_not_consuming.detect(s) == []
 
 
+def _fold(state: State, **readings: Any) -> WorkerLog:  # noqa: ANN401
+    """Fold readings of no units but these into the state; the worker log's summary."""
+    snapshot = history.fold(state, Readings(taken_at=NOW, workers=(), **readings),
+                            Limits(task_window=600, retry_loop=3))
+    assert snapshot.worker_log is not None
+    return snapshot.worker_log
+
+
 def _summary(path: Path, state: State) -> WorkerLog:
     """Read the worker log's new lines into the state and summarise the window."""
-    logs.record_worker_lines(logs.read_new(path, state), state, NOW)
-    return logs.worker_log(state, NOW, window=600, loop=3)
+    lines, cursor = logs.read_new(path, state.logs.get(str(path)))
+    return _fold(state, worker_lines=tuple(lines), log_cursors={str(path): cursor})
 
 
 def test_missing_log_file_is_unknown_not_empty(tmp_path: Path) -> None:
     """A configured log that is not there is a ProbeError (unknown), never "nothing logged"."""
     with pytest.raises(ProbeError, match=r"w\.log"):
-        logs.read_new(tmp_path / "w.log", State())
+        logs.read_new(tmp_path / "w.log", None)
 
 
 def test_with_events_the_log_counts_only_lost_processes() -> None:
@@ -560,6 +567,6 @@ def test_with_events_the_log_counts_only_lost_processes() -> None:
              for i in range(3)]
     lines.append("[2026-01-01 00:00:01,000: ERROR/MainProcess] Process 'ForkPoolWorker-1' "
                  "pid:7 exited with 'signal 9 (SIGKILL)'")
-    logs.record_worker_lines(lines, state, NOW, tasks=False)
+    _fold(state, worker_lines=tuple(lines), task_events=())
     assert state.failures == []
     assert len(state.lost) == 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.config import GuardConfig
-from healer.model import BrokerState, Scenario
 from healer.notify.fake import RecordingNotifier
 from healer.policy.models import Limit, Match, Rule, Step
+from healer.vocabulary import FindingKey, Scenario
 from tests.unit.harness import (
     BROKER,
     W1,
@@ -32,6 +32,8 @@ from tests.unit.harness import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from healer.model import BrokerState
+
 # -- storm and broker first ------------------------------------------------------------------
 
 
@@ -42,8 +44,8 @@ def test_storm_holds_every_worker_and_escalates_each_once(tmp_path: Path) -> Non
     first = harness.run()
 
     assert harness.fake.calls == []
-    assert sorted(outcomes(first)) == [(W1, "escalated"), (W1, "storm"), (W2, "escalated"),
-                                       (W2, "storm"), (W3, "escalated"), (W3, "storm")]
+    assert sorted(outcomes(first)) == [(W1, "delivered"), (W1, "storm"), (W2, "delivered"),
+                                       (W2, "storm"), (W3, "delivered"), (W3, "storm")]
     assert all("storm guard" in a.detail for a in first.actions)
     storm = harness.audit("storm_guard")
     assert len(storm) == 1
@@ -94,6 +96,19 @@ def test_unreachable_broker_is_acted_on_first(tmp_path: Path) -> None:
     assert harness.sent() == []
 
 
+def test_a_healed_broker_alone_is_looked_at_once_more_not_twice(tmp_path: Path) -> None:
+    """Broker healed, nothing else wrong: the pass ends on the look taken after the broker."""
+    fake = world()
+    broker = broker_down(fake)
+    harness = Harness(fake, tmp_path, rules=[broker_rule()], broker=broker)
+
+    report = harness.run()
+
+    assert outcomes(report) == [(BROKER, "healed")]
+    assert report.healthy
+    assert broker.checks == 3  # the first look, the restart's verification, the look after
+
+
 def test_pass_after_broker_first_has_nothing_left(tmp_path: Path) -> None:
     """Broker and worker healed in one pass (broker first): the next pass does nothing."""
     fake = world(W1)
@@ -129,7 +144,7 @@ def test_broker_restart_leaves_an_operator_stopped_worker_stopped(tmp_path: Path
     fake = world()
     fake.units[W1] = svc(W1, "inactive", "success")
     harness = Harness(fake, tmp_path, rules=[broker_rule(), restart_rule()],
-                      broker=broker_down(fake), celery=FakeCelery(W1), checks=True)
+                      broker=broker_down(fake), celery=FakeCelery(W1))
 
     harness.run()
 
@@ -141,7 +156,7 @@ def test_broker_restart_leaves_a_paused_worker_alone(tmp_path: Path) -> None:
     """A paused, silent worker is not restarted by the broker's restart (wired as the CLI)."""
     fake = world()
     harness = Harness(fake, tmp_path, rules=[broker_rule(), restart_rule()],
-                      broker=broker_down(fake), celery=FakeCelery(W1), checks=True)
+                      broker=broker_down(fake), celery=FakeCelery(W1))
     harness.controls().pause(W1, None, "debugging w1")
 
     harness.run()
@@ -153,7 +168,7 @@ def test_broker_restart_reports_a_silent_worker_for_its_own_rules(tmp_path: Path
     """A worker still silent after the broker step is reported, then judged by its own rules."""
     fake = world()
     harness = Harness(fake, tmp_path, rules=[broker_rule(), restart_rule()],
-                      broker=broker_down(fake), celery=FakeCelery(W2), checks=True)
+                      broker=broker_down(fake), celery=FakeCelery(W2))
 
     report = harness.run()
 
@@ -361,7 +376,7 @@ def test_breaker_closes_after_its_cool_down(tmp_path: Path) -> None:
     harness.clock.advance(60)
     held = harness.run()
 
-    assert [a.outcome for a in gave_up.actions] == ["not_healed", "escalated"]
+    assert [a.outcome for a in gave_up.actions] == ["not_healed", "delivered"]
     assert outcomes(held) == [(W1, "breaker_open")]
     assert "cool-down" in held.actions[0].detail
     assert harness.fake.calls == [("restart", W1)]
@@ -385,7 +400,7 @@ def test_undelivered_escalation_is_audited(tmp_path: Path) -> None:
     report = harness.run()
 
     assert [(a.action, a.outcome) for a in report.actions] == [
-        ("restart_unit", "not_healed"), ("escalate", "escalation_undelivered")]
+        ("restart_unit", "not_healed"), ("escalate", "undelivered")]
     escalation = harness.audit("escalation")
     assert len(escalation) == 1
     assert escalation[0]["outcome"] == "undelivered"
@@ -401,7 +416,7 @@ def test_escalation_without_webhook_is_audited(tmp_path: Path) -> None:
 
     report = harness.run()
 
-    assert report.actions[-1].outcome == "escalation_undelivered"
+    assert report.actions[-1].outcome == "undelivered"
     escalation = harness.audit("escalation")
     assert len(escalation) == 1
     assert escalation[0]["outcome"] == "undelivered"
@@ -435,17 +450,20 @@ class _BrokenBroker:
         raise RuntimeError("cannot look")
 
 
+BROKER_KEY = FindingKey(Scenario.BROKER_UNREACHABLE, BROKER)
+
+
 def test_an_incident_is_not_resolved_by_a_probe_that_could_not_look(tmp_path: Path) -> None:
     """While the broker probe fails, the open broker incident stays open (unknown, not healed)."""
     fake = world()
     harness = Harness(fake, tmp_path, rules=[], broker=broker_down(fake))
     harness.run()
-    assert "broker_unreachable:redis.service" in harness.store.load().incidents
+    assert BROKER_KEY in harness.store.load().incidents
     harness.broker = _BrokenBroker()  # type: ignore[assignment]
 
     report = harness.run()
 
     assert report.probe_errors
     assert not report.healthy
-    assert "broker_unreachable:redis.service" in harness.store.load().incidents
+    assert BROKER_KEY in harness.store.load().incidents
     assert harness.audit("incident_resolved") == []

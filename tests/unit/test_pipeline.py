@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.config import UnitsConfig
+from healer.controls import Controls
 from healer.errors import BusUnavailable, SystemdError
-from healer.guard.controls import Controls
 from healer.policy.loader import load_policies
 from healer.policy.models import Limit
 from healer.systemd.fake import FakeSystemd
+from healer.vocabulary import FindingKey, Scenario
 from tests.unit.harness import BROKER, W1, W2, W3, Harness, crashed, restart_rule, svc
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
 
     assert harness.restarts() == 2
     assert [r.healthy for r in reports] == [True, True, False]
-    assert [a.outcome for a in reports[2].actions] == ["rate_limited", "escalated"]
+    assert [a.outcome for a in reports[2].actions] == ["rate_limited", "delivered"]
     assert "limit of 2" in reports[2].actions[0].detail
     decision, escalation, breaker = harness.audit()[-3:]
     assert (decision["event"], decision["outcome"], decision["unit"]) == (
@@ -206,7 +207,7 @@ def test_failed_job_is_failed(tmp_path: Path) -> None:
 
     assert harness.restarts() == 1
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["failed", "escalated"]
+    assert [a.outcome for a in report.actions] == ["failed", "delivered"]
     finished = next(r for r in harness.audit() if r["event"] == "action_finished")
     assert (finished["outcome"], finished["error"]) == ("failed", "failed")
     assert "failed" in finished["detail"]
@@ -222,12 +223,12 @@ def test_crash_after_restart_is_not_healed(tmp_path: Path) -> None:
     report = harness.run()
 
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["not_healed", "escalated"]
+    assert [a.outcome for a in report.actions] == ["not_healed", "delivered"]
     assert [f.unit for f in report.remaining] == [W1]
     finished = next(r for r in harness.audit() if r["event"] == "action_finished")
     assert finished["outcome"] == "not_healed"
     assert finished["evidence"]["active_state"] == "failed"
-    assert f"worker_down:{W1}" in harness.store.load().incidents
+    assert FindingKey(Scenario.WORKER_DOWN, W1) in harness.store.load().incidents
 
 
 def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
@@ -241,7 +242,7 @@ def test_access_denied_is_failed_with_dbus_name(tmp_path: Path) -> None:
     report = harness.run()
 
     assert not report.healthy
-    assert [a.outcome for a in report.actions] == ["denied", "escalated"]
+    assert [a.outcome for a in report.actions] == ["denied", "delivered"]
     events = harness.events()
     assert events[:3] == ["incident_opened", "action_started", "action_finished"]
     finished = harness.audit()[2]
@@ -309,7 +310,7 @@ def test_shipped_policy_climbs_the_runbook_ladder(tmp_path: Path) -> None:
 
     assert [(a.action, a.outcome) for a in report.actions] == [
         ("restart_unit", "not_healed"), ("daemon_reload", "not_healed"),
-        ("escalate", "escalated")]
+        ("escalate", "delivered")]
     assert fake.calls == [("restart", W1), ("daemon-reload", ""), ("restart", W1)]
     assert len(harness.sent()) == 1
     again = harness.run()
@@ -328,7 +329,7 @@ def test_denial_stops_the_ladder_instead_of_trying_every_step(tmp_path: Path) ->
     report = harness.run()
 
     assert [(a.action, a.outcome) for a in report.actions] == [
-        ("restart_unit", "denied"), ("escalate", "escalated")]
+        ("restart_unit", "denied"), ("escalate", "delivered")]
     assert fake.calls == [("restart", W1)]
     assert [a.outcome for a in harness.run().actions] == ["breaker_open"]
     assert fake.calls == [("restart", W1)]
@@ -341,9 +342,9 @@ def test_diagnose_names_the_remedy_the_policy_would_choose(tmp_path: Path) -> No
     fake.units[W2] = svc(W2, "inactive", "success")
     diagnosis = two_workers(fake, tmp_path, rules=load_policies(SHIPPED)).pipeline().diagnose()
     assert diagnosis.remedies == {
-        f"worker_down:{W1}": f"restart_unit > daemon_reload > escalate on {W1} "
-                             "(rule restart-dead-worker)",
-        f"worker_down:{W2}": "none: stopped by an operator: left stopped",
+        FindingKey(Scenario.WORKER_DOWN, W1): f"restart_unit > daemon_reload > escalate on "
+                                              f"{W1} (rule restart-dead-worker)",
+        FindingKey(Scenario.WORKER_DOWN, W2): "none: stopped by an operator: left stopped",
     }
     assert fake.calls == []
 

@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healer.errors import ConfigError
-from healer.model import Finding, Scenario, Severity
+from healer.model import Finding
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_file, load_policies
 from healer.policy.models import Limit, Match, PolicyFile, Rule, Step, parse_duration
+from healer.vocabulary import Scenario, Severity
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 

@@ -19,7 +19,7 @@ def test_allows_up_to_max_then_refuses_with_reason() -> None:
     state, clock, limit = State(), ManualClock(), Limit(max=3, within=60)
     for _ in range(3):
         assert ratelimit.exceeded(state, ACTION, W1, limit, clock.time()) is None
-        ratelimit.record(state, ACTION, W1, limit, clock.time())
+        state.record_attempt(ratelimit.attempt(state, ACTION, W1, limit, clock.time()))
         clock.advance(10)
     reason = ratelimit.exceeded(state, ACTION, W1, limit, clock.time())
     assert reason is not None
@@ -33,15 +33,15 @@ def test_allows_again_once_oldest_attempt_leaves_window() -> None:
     """When the oldest attempt is a full window old, one more attempt is allowed."""
     state, clock, limit = State(), ManualClock(), Limit(max=2, within=60)
     first = clock.time()
-    ratelimit.record(state, ACTION, W1, limit, clock.time())
+    state.record_attempt(ratelimit.attempt(state, ACTION, W1, limit, clock.time()))
     clock.advance(20)
-    ratelimit.record(state, ACTION, W1, limit, clock.time())
+    state.record_attempt(ratelimit.attempt(state, ACTION, W1, limit, clock.time()))
     clock.advance(39)
     assert ratelimit.exceeded(state, ACTION, W1, limit, clock.time()) is not None
     clock.advance(1)
     assert clock.time() - first == 60
     assert ratelimit.exceeded(state, ACTION, W1, limit, clock.time()) is None
-    ratelimit.record(state, ACTION, W1, limit, clock.time())
+    state.record_attempt(ratelimit.attempt(state, ACTION, W1, limit, clock.time()))
     assert ratelimit.exceeded(state, ACTION, W1, limit, clock.time()) is not None
 
 
@@ -49,7 +49,7 @@ def test_record_forgets_attempts_outside_window() -> None:
     """Recording drops attempts that have left the window, so the state does not grow."""
     state, clock, limit = State(), ManualClock(), Limit(max=5, within=60)
     for _ in range(4):
-        ratelimit.record(state, ACTION, W1, limit, clock.time())
+        state.record_attempt(ratelimit.attempt(state, ACTION, W1, limit, clock.time()))
         clock.advance(100)
     assert state.actions[ratelimit.key(ACTION, W1)] == [clock.time() - 100]
 
@@ -57,7 +57,7 @@ def test_record_forgets_attempts_outside_window() -> None:
 def test_units_and_actions_are_counted_separately() -> None:
     """Attempts on one unit, or of one action, do not count against another."""
     state, clock, limit = State(), ManualClock(), Limit(max=1, within=600)
-    ratelimit.record(state, ACTION, W1, limit, clock.time())
+    state.record_attempt(ratelimit.attempt(state, ACTION, W1, limit, clock.time()))
     assert ratelimit.exceeded(state, ACTION, W1, limit, clock.time()) is not None
     assert ratelimit.exceeded(state, ACTION, W2, limit, clock.time()) is None
     assert ratelimit.exceeded(state, "other_action", W1, limit, clock.time()) is None
@@ -74,7 +74,7 @@ def test_guard_rate_limits_listed_unit() -> None:
     """A listed unit over its limit is rate_limited with the limit's reason."""
     state, clock = State(), ManualClock()
     step = Step(action=ACTION, limit=Limit(max=1, within=600))
-    ratelimit.record(state, ACTION, W1, step.limit, clock.time())
+    state.record_attempt(ratelimit.attempt(state, ACTION, W1, step.limit, clock.time()))
     verdict = Guard(frozenset({W1}), GuardConfig()).admit(step, W1, state, clock.time())
     assert not verdict.allowed
     assert verdict.outcome == "rate_limited"
@@ -85,7 +85,7 @@ def test_guard_refuses_unlisted_unit_before_limits() -> None:
     """A unit outside the allowlist is refused even when its limit is also exhausted."""
     state, clock = State(), ManualClock()
     step = Step(action=ACTION, limit=Limit(max=1, within=600))
-    ratelimit.record(state, ACTION, W2, step.limit, clock.time())
+    state.record_attempt(ratelimit.attempt(state, ACTION, W2, step.limit, clock.time()))
     verdict = Guard(frozenset({W1}), GuardConfig()).admit(step, W2, state, clock.time())
     assert verdict.outcome == "refused"
     assert W2 in verdict.reason

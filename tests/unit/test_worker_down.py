@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from healer.detectors import worker_down
-from healer.model import Scenario, Severity, Snapshot, UnitState
+from healer.model import Snapshot, UnitState
 from healer.systemd.fake import unit
+from healer.vocabulary import FindingKey, Scenario, Severity
 
 W1 = "celery-w1.service"
 W2 = "celery-w2.service"
@@ -27,7 +28,8 @@ def test_failed_unit_is_worker_down() -> None:
     assert finding.hold is None
     assert finding.evidence["result"] == "signal"
     assert finding.evidence["exec_main_status"] == 9
-    assert finding.key == f"worker_down:{W1}"
+    assert finding.key == FindingKey(Scenario.WORKER_DOWN, W1)
+    assert str(finding.key) == f"worker_down:{W1}"
 
 
 def test_all_workers_down_is_critical() -> None:

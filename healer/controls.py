@@ -1,4 +1,7 @@
-"""The operator's hand on the guard: pause and resume (which also closes breakers)."""
+"""The operator's hand on the guard: pause and resume (which also closes breakers).
+
+Besides the pass, the only writer of the state store.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from healer.guard.guard import GLOBAL
 from healer.state import Pause
+from healer.vocabulary import Event
 
 if TYPE_CHECKING:
     from healer.audit.log import AuditLog
@@ -27,7 +31,7 @@ class Controls:
         until = now + duration if duration is not None else None
         with self._store.locked():
             state = self._store.load()
-            self._audit.record("paused", None, unit=unit, until=until, reason=reason)
+            self._audit.record(Event.PAUSED, None, unit=unit, until=until, reason=reason)
             state.pauses[unit or GLOBAL] = Pause(since=now, until=until, reason=reason)
             self._store.save(state)
         scope = unit or "everything"
@@ -39,10 +43,11 @@ class Controls:
         with self._store.locked():
             state = self._store.load()
             pauses = [k for k in state.pauses if unit is None or k == unit]
-            breakers = [k for k in state.breakers if unit is None or k.endswith(f":{unit}")]
-            self._audit.record("resumed", None, unit=unit, pauses=pauses, breakers=breakers)
-            for key in pauses:
-                del state.pauses[key]
+            breakers = [k for k in state.breakers if unit is None or k.unit == unit]
+            self._audit.record(Event.RESUMED, None, unit=unit, pauses=pauses,
+                               breakers=[str(k) for k in breakers])
+            for name in pauses:
+                del state.pauses[name]
             for key in breakers:
                 del state.breakers[key]
             self._store.save(state)

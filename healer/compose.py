@@ -1,0 +1,129 @@
+"""The composition root: the one place where healer's parts are wired together.
+
+``pipeline(config, world, rules)`` builds a pass from the configuration and the boundary. The
+command line hands it the real boundary (``real_world``: D-Bus, the broker's probe, Celery's
+control API, the webhook, the system clock); tests hand it fakes behind the same interfaces.
+Nothing else constructs a Pipeline.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from healer.audit.log import AuditLog
+from healer.controls import Controls
+from healer.errors import ConfigError
+from healer.executor.executor import Executor
+from healer.guard.guard import Guard
+from healer.model import Limits
+from healer.notify.escalator import Escalator
+from healer.notify.webhook import Webhook
+from healer.pipeline import Pipeline
+from healer.policy.engine import PolicyEngine
+from healer.policy.loader import load_policies
+from healer.probes.broker import broker_probe
+from healer.probes.celery import ControlProbe
+from healer.probes.liveness import Liveness
+from healer.probes.prober import Prober
+from healer.state import StateStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from healer.clock import Clock
+    from healer.config import Config
+    from healer.notify.escalator import Notifier
+    from healer.policy.models import Rule
+    from healer.probes.broker import BrokerProbe
+    from healer.probes.celery import CeleryProbe
+    from healer.probes.events import TaskEvents
+    from healer.systemd import Systemd
+
+
+def new_id() -> str:
+    """A short random incident id."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class World:
+    """The boundary a pass talks to, and where its time and incident ids come from."""
+
+    systemd: Systemd
+    broker: BrokerProbe | None
+    celery: CeleryProbe | None
+    notifier: Notifier | None
+    clock: Clock
+    new_id: Callable[[], str] = new_id
+    host: str = field(default_factory=socket.gethostname)
+    events: TaskEvents | None = None
+
+
+def real_world(config: Config, clock: Clock, source: Path, events: TaskEvents | None = None
+               ) -> World:
+    """The real boundary for a config; connects to nothing yet (D-Bus connects on first use)."""
+    from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
+
+    try:
+        broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    hook = config.escalation
+    webhook = Webhook(hook.webhook, hook.format, hook.routing_key, hook.timeout, hook.attempts,
+                      clock.sleep) if hook.webhook else None
+    return World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
+                 celery=ControlProbe(config.celery.broker_url, config.celery.ping_timeout),
+                 notifier=webhook, clock=clock, events=events)
+
+
+def rules(config: Config, source: Path) -> list[Rule]:
+    """The policy rules the config points at; errors name the file, and the config key."""
+    try:
+        return load_policies(config.paths.policies)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (paths.policies in {source})") from exc
+
+
+def limits(config: Config) -> Limits:
+    """The thresholds of the config, in the form detectors read them."""
+    t = config.thresholds
+    return Limits(
+        queue_backlog=t.queue_backlog, memory_bytes=int(t.memory_mb * 2**20),
+        task_failures=t.task_failures, retry_loop=t.retry_loop,
+        not_consuming_after=t.not_consuming_after, startup_grace=t.startup_grace,
+        cpu_percent=t.cpu_percent, cpu_sustained=t.cpu_sustained,
+        beat_max_silence=config.beat.max_silence, task_window=t.task_window,
+    )
+
+
+def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
+    """The pass for a config over a boundary, with these policy rules."""
+    allowed = frozenset(config.units.all())
+    clock = world.clock
+    audit = AuditLog(config.paths.audit_log, clock)
+    return Pipeline(
+        prober=Prober(world.systemd, world.broker, world.celery, config, clock, world.events),
+        policy=PolicyEngine(policy),
+        guard=Guard(allowed, config.guard),
+        executor=Executor(world.systemd, allowed, clock,
+                          checks=Liveness(world.systemd, world.broker, world.celery, config),
+                          schedule_file=config.beat.schedule_file,
+                          workers=tuple(config.units.workers)),
+        escalator=Escalator(world.notifier, audit, clock, world.host),
+        audit=audit,
+        store=StateStore(config.paths.state_dir),
+        clock=clock,
+        new_id=world.new_id,
+        limits=limits(config),
+        broker_unit=config.units.broker,
+    )
+
+
+def controls(config: Config, clock: Clock) -> Controls:
+    """Pause and resume need only the state store and the audit log."""
+    return Controls(StateStore(config.paths.state_dir), AuditLog(config.paths.audit_log, clock),
+                    clock)

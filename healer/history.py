@@ -1,0 +1,92 @@
+"""Fold what one look at the world saw into the history that spans passes; freeze a Snapshot.
+
+Probes only read: they return Readings. This is the one place where their results change the
+state store: how far the logs were read, backlog and CPU samples, task failures and retries,
+lost pool processes, and what beat last did. The pipeline calls ``fold`` after every look.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from healer.model import CpuSample, Sample, Snapshot, WorkerLog
+from healer.probes import logs
+from healer.vocabulary import TaskEventKind
+
+if TYPE_CHECKING:
+    from healer.model import Limits, Readings, UnitUsage
+    from healer.state import State
+
+MAX_SAMPLES = 20
+MAX_RETRY_IDS = 500
+
+
+def fold(state: State, readings: Readings, limits: Limits) -> Snapshot:
+    """Bring ``state`` up to date with ``readings`` and return the snapshot detectors judge."""
+    now = readings.taken_at
+    state.logs.update(readings.log_cursors)
+    state.journal_cursors.update(readings.journal_cursors)
+    _samples(state, readings, now)
+    worker_log = _worker_log(state, readings, now, limits)
+    beat_log = None
+    if readings.beat_lines is not None:
+        state.beat = beat_log = logs.beat_log(readings.beat_lines, state.beat, now)
+    _cpu(state, readings.usage, now)
+    return Snapshot(
+        taken_at=now, workers=readings.workers, beat=readings.beat,
+        broker_unit=readings.broker_unit, broker=readings.broker, celery=readings.celery,
+        samples=tuple(state.samples), usage=readings.usage,
+        cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
+        worker_log=worker_log, beat_log=beat_log, database=readings.database,
+        limits=limits, probe_errors=readings.probe_errors,
+    )
+
+
+def _samples(state: State, readings: Readings, now: float) -> None:
+    """A backlog sample while workers answered; an empty queue forgets the samples."""
+    broker, celery = readings.broker, readings.celery
+    depth = sum(broker.queues.values()) if broker else 0
+    if celery is not None and broker is not None and depth and celery.replied:
+        state.samples = [*state.samples, Sample(at=now, depth=depth, processed=celery.processed,
+                                                active=celery.active)][-MAX_SAMPLES:]
+    elif broker is not None and not depth:
+        state.samples = []
+
+
+def _worker_log(state: State, readings: Readings, now: float, limits: Limits
+                ) -> WorkerLog | None:
+    """Failures, retry loops and lost processes within the window; None when nothing is read.
+
+    With a task-event listener, failures and retries come from its events and the log counts
+    only lost processes.
+    """
+    listening = readings.task_events is not None
+    if readings.worker_lines is None and not listening:
+        return None
+    events, lost = logs.worker_lines(readings.worker_lines or (), now, tasks=not listening)
+    for event in [*events, *(readings.task_events or ())]:
+        if event.kind == TaskEventKind.FAILED:
+            state.failures.append((event.at, event.task))
+        else:
+            count = state.retries.get(event.task_id, (event.task, 0))[1]
+            state.retries[event.task_id] = (event.task, count + 1)
+    window = limits.task_window
+    state.lost = [t for t in [*state.lost, *lost] if now - t < window]
+    state.failures = [(t, task) for t, task in state.failures if now - t < window]
+    state.retries = dict(list(state.retries.items())[-MAX_RETRY_IDS:])
+    failures: dict[str, int] = {}
+    for _, task in state.failures:
+        failures[task] = failures.get(task, 0) + 1
+    loops: dict[str, int] = {}
+    for task, count in state.retries.values():
+        if count >= limits.retry_loop:
+            loops[task] = max(loops.get(task, 0), count)
+    return WorkerLog(failures=failures, retry_loops=loops, lost=len(state.lost))
+
+
+def _cpu(state: State, usage: tuple[UnitUsage, ...], now: float) -> None:
+    """One CPU sample per unit; a new main process starts its series afresh."""
+    for use in usage:
+        kept = [s for s in state.cpu.get(use.unit, []) if s.main_pid == use.main_pid]
+        sample = CpuSample(at=now, cpu_seconds=use.cpu_seconds, main_pid=use.main_pid)
+        state.cpu[use.unit] = [*kept, sample][-MAX_SAMPLES:]

@@ -1,0 +1,122 @@
+"""Run every probe once and freeze what they saw in Readings; the probes only read.
+
+systemd is the one probe healer cannot do without (ProbeError, exit 3). Any other probe that
+fails is named in ``probe_errors`` and its part of the readings left empty: unknown, never
+healthy. How far the logs were read comes in (the cursors) and goes out (the new cursors) as
+values; folding them into the state store is ``healer.history``'s job.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+from healer.model import Readings
+from healer.probes import logs
+from healer.probes.celery import expected_nodes
+from healer.probes.database import check_tcp
+from healer.probes.usage import unit_usage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from healer.clock import Clock
+    from healer.config import Config
+    from healer.model import LogCursor
+    from healer.probes.broker import BrokerProbe
+    from healer.probes.celery import CeleryProbe
+    from healer.probes.events import TaskEvents
+    from healer.systemd import Systemd
+
+T = TypeVar("T")
+
+
+class LogRead(NamedTuple):
+    """New lines of one log source, and the cursors that now mark how far it was read."""
+
+    lines: tuple[str, ...]
+    files: dict[str, LogCursor]
+    journal: dict[str, str]
+
+
+class Prober:
+    """Reads systemd, the broker, the workers, the logs, memory and the database."""
+
+    def __init__(
+        self,
+        systemd: Systemd,
+        broker: BrokerProbe | None,
+        celery: CeleryProbe | None,
+        config: Config,
+        clock: Clock,
+        events: TaskEvents | None = None,
+    ) -> None:
+        self._systemd = systemd
+        self._broker = broker
+        self._celery = celery
+        self._config = config
+        self._clock = clock
+        self._events = events
+
+    def _read_log(self, source: Path | str | None, units: list[str],
+                  files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> LogRead | None:
+        """New lines from a log file, or from the units' journal; None when not configured."""
+        if source is None:
+            return None
+        if source == "journal":
+            where, lines, cursors = self._config.journal, [], {}
+            for unit in units:
+                got, after = logs.read_journal(unit, journal.get(unit), where.directory,
+                                               where.scope)
+                lines += got
+                if after is not None:
+                    cursors[unit] = after
+            return LogRead(tuple(lines), {}, cursors)
+        path = str(source)
+        new, cursor = logs.read_new(Path(source), files.get(path))
+        return LogRead(tuple(new), {path: cursor}, {})
+
+    def observe(self, files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> Readings:
+        """One look with every probe; ``files`` and ``journal`` say how far logs were read."""
+        config, now, errors = self._config, self._clock.time(), {}
+        read = self._systemd.unit_state
+        units = config.units
+        workers = tuple(read(name) for name in units.workers)
+        beat = read(units.beat) if units.beat else None
+
+        def guarded(name: str, probe: Callable[[], T]) -> T | None:
+            try:
+                return probe()
+            except Exception as exc:  # a probe's failure is reported as unknown
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                return None
+
+        broker = guarded("broker", partial(self._broker.check, config.celery.queues)) \
+            if self._broker else None
+        depth = sum(broker.queues.values()) if broker else 0
+        celery = None
+        if self._celery is not None and broker is not None and broker.reachable:
+            celery_probe = self._celery
+            nodes = expected_nodes(workers, config.celery.nodes)
+            celery = guarded("celery", lambda: celery_probe.ask(nodes, backlog=depth > 0))
+        worker_log = guarded("worker_log", partial(
+            self._read_log, config.celery.worker_log, units.workers, files, journal))
+        beat_log = guarded("beat_log", partial(
+            self._read_log, config.beat.log, [units.beat] if units.beat else [], files, journal))
+        db = config.database
+        database = guarded("database", partial(check_tcp, db.host, db.port, db.timeout)) \
+            if db.host and db.port else None
+        usage = tuple(m for u in workers if (m := guarded("usage", partial(unit_usage, u))))
+        read_logs = [r for r in (worker_log, beat_log) if r is not None]
+        return Readings(
+            taken_at=now, workers=workers, beat=beat,
+            broker_unit=read(units.broker) if units.broker else None,
+            broker=broker, celery=celery, usage=usage,
+            worker_lines=None if worker_log is None else worker_log.lines,
+            beat_lines=None if beat_log is None else beat_log.lines,
+            task_events=None if self._events is None else tuple(self._events.drain()),
+            log_cursors={k: v for r in read_logs for k, v in r.files.items()},
+            journal_cursors={k: v for r in read_logs for k, v in r.journal.items()},
+            database=database, probe_errors=errors,
+        )

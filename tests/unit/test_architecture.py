@@ -1,0 +1,82 @@
+"""The shape of the code: data flows one way, one composition root, one vocabulary."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from healer.vocabulary import Event, IncidentOutcome, Outcome
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "healer"
+WORDS = {w.value for enum in (Outcome, Event, IncidentOutcome) for w in enum}
+
+
+def modules(*folders: Path) -> list[Path]:
+    """Every Python file under the folders."""
+    return sorted(p for folder in folders for p in folder.rglob("*.py"))
+
+
+def imported(path: Path) -> set[str]:
+    """Every module a file imports, at run time or for type checking alike."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def word_literals(path: Path) -> list[str]:
+    """String literals spelling an outcome or event name, but docstrings and field names.
+
+    A dict key or a subscript (``row["healed"]``) names a field, not an outcome.
+    """
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            skip.add(id(body[0].value))  # a docstring
+        if isinstance(node, ast.Dict):
+            skip.update(id(key) for key in node.keys if key is not None)
+        elif isinstance(node, ast.Subscript):
+            skip.add(id(node.slice))
+    return [f"{path}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and node.value in WORDS and id(node) not in skip]
+
+
+def test_probes_and_detectors_do_not_import_the_state_store() -> None:
+    """Probes only read and detectors are pure: neither may import healer.state at all."""
+    offenders = [str(p.relative_to(ROOT)) for p in modules(PACKAGE / "probes",
+                                                           PACKAGE / "detectors")
+                 if any(name == "healer.state" or name.startswith("healer.state.")
+                        for name in imported(p))]
+    assert offenders == []
+
+
+def test_only_the_composition_root_builds_a_pipeline() -> None:
+    """Pipeline(...) is called in healer/compose.py and nowhere else: not in tests either."""
+    callers = [str(path.relative_to(ROOT))
+               for path in modules(PACKAGE, ROOT / "tests", ROOT / "benchmarks")
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Pipeline"]
+    assert callers == ["healer/compose.py"]
+
+
+def test_outcomes_and_event_names_are_spelled_only_in_the_vocabulary() -> None:
+    """No string literal outside healer/vocabulary.py spells an outcome or an event name."""
+    found = [hit for path in modules(PACKAGE) if path.name != "vocabulary.py"
+             for hit in word_literals(path)]
+    assert found == []
+
+
+def test_the_literal_check_sees_a_bare_outcome(tmp_path: Path) -> None:
+    """The vocabulary check flags a bare "healed", not a docstring or a field name."""
+    probe = tmp_path / "probe.py"
+    probe.write_text('"""healed"""\nx = {"healed": 1}\nx["healed"] = 2\ny = "healed"\n')
+    assert word_literals(probe) == [f"{probe}:4: 'healed'"]
