@@ -17,7 +17,7 @@ APT_PACKAGES := pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev l
 .PHONY: demo test lint check system lock clean
 
 demo: $(BIN)/.installed
-	$(BIN)/python -m healer.sandbox.demo
+	$(BIN)/python -m sandbox.demo
 
 test: lint $(BIN)/.installed
 	$(BIN)/pytest

@@ -1,6 +1,6 @@
 """`healer audit list` with a unit and a time filter over 1,000,000 audit records.
 
-    .venv/bin/python benchmarks/audit_list.py [RECORDS]
+    .venv/bin/python -m benchmarks.audit_list [RECORDS]
 
 Writes a chained log of RECORDS records (incidents on 20 units over 30 days, about a tenth
 of them on the unit asked for), then times the cold command against a baseline measured in

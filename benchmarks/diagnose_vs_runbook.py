@@ -1,6 +1,6 @@
 """healer diagnose versus the runbook's health check, cold process to cold process.
 
-    .venv/bin/python benchmarks/diagnose_vs_runbook.py [ROUNDS]
+    .venv/bin/python -m benchmarks.diagnose_vs_runbook [ROUNDS]
 
 On one healthy sandbox, times `healer diagnose --json` and the runbook's two commands
 (`celery -A app inspect ping` then `celery -A app inspect stats`), alternating, and prints
@@ -19,7 +19,7 @@ import time
 from healer import compose
 from healer.clock import SystemClock
 from healer.config import load_config
-from healer.sandbox.stack import CeleryStack
+from sandbox.stack import APP_DIR, CeleryStack
 
 
 def timed(*commands: list[str], env: dict[str, str] | None = None) -> float:
@@ -36,7 +36,8 @@ def main() -> None:
     with CeleryStack() as stack:
         config = str(stack.config())
         healer = [sys.executable, "-m", "healer", "--config", config]
-        celery = [sys.executable, "-m", "celery", "-A", "healer.sandbox.demoapp", "inspect"]
+        celery = [sys.executable, "-m", "celery", f"--workdir={APP_DIR}", "-A", "demoapp",
+                  "inspect"]
         env = {**os.environ, "HEALER_DEMO_BROKER": stack.broker_url}
         diagnose, runbook, run_once = [], [], []
         for _ in range(rounds):

@@ -19,12 +19,14 @@ import random
 import signal
 import sys
 import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from healer import compose
 from healer.config import load_config
 from healer.errors import HealerError
 from healer.probes.events import TaskEvents
+from healer.wait import until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,32 +53,25 @@ def summary(report: PassReport) -> str:
     return "; ".join([state, *acted][:4])
 
 
+@dataclass
 class Agent:
     """Runs passes until told to stop. ``load`` builds a pipeline from the configuration."""
 
-    def __init__(
-        self,
-        load: Callable[[], tuple[Pipeline, float, float]],
-        clock: Clock,
-        notify: SdNotify,
-        metrics: Metrics,
-        log: Any,  # noqa: ANN401 - a structlog bound logger
-        watchdog: float | None,
-        after_pass: Callable[[], None] = lambda: None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._load = load
-        self._clock = clock
-        self._notify = notify
-        self._metrics = metrics
-        self._log = log
-        self._watchdog = watchdog
-        self._after_pass = after_pass
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
-        self._stop = threading.Event()
-        self._reload = threading.Event()
-        self._progress = clock.monotonic()
-        self._note = ""  # kept in STATUS until a reload succeeds
+    load: Callable[[], tuple[Pipeline, float, float]]
+    clock: Clock
+    notify: SdNotify
+    metrics: Metrics
+    log: Any  # a structlog bound logger
+    watchdog: float | None
+    after_pass: Callable[[], None] = lambda: None
+    rng: random.Random = field(default_factory=random.Random)  # jitter, not secrets
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _reload: threading.Event = field(default_factory=threading.Event, init=False)
+    _progress: float = field(default=0.0, init=False)
+    _note: str = field(default="", init=False)  # kept in STATUS until a reload succeeds
+
+    def __post_init__(self) -> None:
+        self._progress = self.clock.monotonic()
 
     def _on_signal(self, number: int, _frame: FrameType | None) -> None:
         if number == signal.SIGHUP:
@@ -85,72 +80,72 @@ class Agent:
             self._stop.set()
 
     def _ping(self) -> None:
-        assert self._watchdog is not None
-        while not self._stop.wait(self._watchdog):
-            if self._clock.monotonic() - self._progress < max(STALL, 4 * self._watchdog):
-                self._notify.send(WATCHDOG="1")
+        assert self.watchdog is not None
+        while not self._stop.wait(self.watchdog):
+            if self.clock.monotonic() - self._progress < max(STALL, 4 * self.watchdog):
+                self.notify.send(WATCHDOG="1")
 
     def run(self) -> int:
         """Until SIGTERM: reload when asked, run a pass, sleep the interval (with jitter)."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
-        pipeline, interval, jitter = self._load()
-        self._notify.send(READY="1", STATUS="started; first pass running")
-        self._log.info("agent_started", interval=interval)
-        if self._watchdog:
+        pipeline, interval, jitter = self.load()
+        self.notify.send(READY="1", STATUS="started; first pass running")
+        self.log.info("agent_started", interval=interval)
+        if self.watchdog:
             threading.Thread(target=self._ping, name="watchdog", daemon=True).start()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
                 pipeline, interval, jitter = self._reloaded(pipeline, interval, jitter)
             self._pass(pipeline)
-            self._sleep(interval * (1 + self._rng.uniform(-jitter, jitter)))
-        self._notify.send(STOPPING="1", STATUS="stopping")
-        self._log.info("agent_stopped")
+            self._sleep(interval * (1 + self.rng.uniform(-jitter, jitter)))
+        self.notify.send(STOPPING="1", STATUS="stopping")
+        self.log.info("agent_stopped")
         return 0
 
     def _reloaded(self, pipeline: Pipeline, interval: float, jitter: float
                   ) -> tuple[Pipeline, float, float]:
         try:
-            loaded = self._load()
+            loaded = self.load()
         except HealerError as exc:
-            self._log.error("reload_failed", error=str(exc))
+            self.log.error("reload_failed", error=str(exc))
             self._note = f"reload failed, running on the previous config: {exc} | "
-            self._notify.send(STATUS=self._note.rstrip(" |"))
+            self.notify.send(STATUS=self._note.rstrip(" |"))
             return pipeline, interval, jitter
         self._note = ""
-        self._log.info("reloaded")
+        self.log.info("reloaded")
         return loaded
 
     def _pass(self, pipeline: Pipeline) -> None:
-        start = self._clock.monotonic()
+        start = self.clock.monotonic()
         try:
             report = pipeline.run_once()
         except Exception as exc:  # one bad pass must not kill the agent
             reason = type(exc).__name__
-            self._metrics.failed(reason)
-            self._log.error("pass_failed", error=str(exc), kind=reason)
-            self._notify.send(STATUS=f"{self._note}last pass failed: {exc}")
+            self.metrics.failed(reason)
+            self.log.error("pass_failed", error=str(exc), kind=reason)
+            self.notify.send(STATUS=f"{self._note}last pass failed: {exc}")
         else:
-            self._metrics.observe(report, self._clock.monotonic() - start)
+            self.metrics.observe(report, self.clock.monotonic() - start)
             said = summary(report)
-            self._notify.send(STATUS=self._note + said)
+            self.notify.send(STATUS=self._note + said)
             if report.actions or not report.healthy:
-                self._log.info("pass", summary=said)
-        self._progress = self._clock.monotonic()
+                self.log.info("pass", summary=said)
+        self._progress = self.clock.monotonic()
         try:
-            self._after_pass()
+            self.after_pass()
         except Exception as exc:  # e.g. the metrics textfile's folder is gone
-            self._metrics.failed("after_pass")
-            self._log.error("after_pass_failed", error=str(exc))
+            self.metrics.failed("after_pass")
+            self.log.error("after_pass_failed", error=str(exc))
 
     def _sleep(self, seconds: float) -> None:
-        deadline = self._clock.monotonic() + seconds
-        while not self._stop.is_set() and not self._reload.is_set():
-            self._progress = self._clock.monotonic()
-            if self._progress >= deadline:
-                return
-            self._clock.sleep(min(NAP, deadline - self._progress))
+        """Sleep the interval in naps, waking early for a stop or a reload; still progress."""
+        def woken() -> bool | None:
+            self._progress = self.clock.monotonic()
+            return self._stop.is_set() or self._reload.is_set() or None
+
+        until(woken, seconds, self.clock, NAP)
 
 
 class Runtime:
@@ -164,8 +159,8 @@ class Runtime:
     def __init__(self, config: Config, source: Path, clock: Clock, metrics: Metrics) -> None:
         self.config = config
         self._source = source
-        self._clock = clock
-        self._metrics = metrics
+        self.clock = clock
+        self.metrics = metrics
         self._fresh = True
         self._listeners: list[TaskEvents] = []
 
@@ -173,9 +168,9 @@ class Runtime:
         """The pipeline, interval and jitter of the current config file."""
         config = self.config if self._fresh else load_config(self._source)
         self._fresh = False
-        events = TaskEvents(config.celery.broker_url, self._clock) \
+        events = TaskEvents(config.celery.broker_url, self.clock) \
             if config.celery.task_events else None
-        world = compose.real_world(config, self._clock, self._source, events)
+        world = compose.real_world(config, self.clock, self._source, events)
         pipeline = compose.pipeline(config, world, compose.rules(config, self._source))
         for old in self._listeners:
             old.stop()
@@ -188,7 +183,7 @@ class Runtime:
     def after_pass(self) -> None:
         """Write the metrics textfile, when one is configured."""
         if self.config.agent.metrics_textfile is not None:
-            self._metrics.write(self.config.agent.metrics_textfile)
+            self.metrics.write(self.config.agent.metrics_textfile)
 
 
 def serve(config: Config, source: Path, clock: Clock) -> int:

@@ -1,4 +1,4 @@
-"""Time, passed in: the real clock and a manual one for tests and simulations."""
+"""Time, passed in: the interface and the host's clocks (``healer.testing`` has a manual one)."""
 
 from __future__ import annotations
 
@@ -36,28 +36,3 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         """Sleep for real."""
         time.sleep(seconds)
-
-
-class ManualClock:
-    """A clock that moves only when told to; sleeping advances it."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self._mono = 0.0
-
-    def time(self) -> float:
-        """The current manual wall time."""
-        return self._now
-
-    def monotonic(self) -> float:
-        """The current manual monotonic time."""
-        return self._mono
-
-    def sleep(self, seconds: float) -> None:
-        """Advance both clocks instead of waiting."""
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        """Move both clocks forward."""
-        self._now += seconds
-        self._mono += seconds

@@ -18,7 +18,7 @@ from healer.controls import Controls
 from healer.errors import ConfigError
 from healer.executor.executor import Executor
 from healer.guard.guard import Guard
-from healer.model import Limits
+from healer.model import Thresholds
 from healer.notify.escalator import Escalator
 from healer.notify.webhook import Webhook
 from healer.pipeline import Pipeline
@@ -88,10 +88,10 @@ def rules(config: Config, source: Path) -> list[Rule]:
         raise ConfigError(f"{exc} (paths.policies in {source})") from exc
 
 
-def limits(config: Config) -> Limits:
+def thresholds(config: Config) -> Thresholds:
     """The thresholds of the config, in the form detectors read them."""
     t = config.thresholds
-    return Limits(
+    return Thresholds(
         queue_backlog=t.queue_backlog, memory_bytes=int(t.memory_mb * 2**20),
         task_failures=t.task_failures, retry_loop=t.retry_loop,
         not_consuming_after=t.not_consuming_after, startup_grace=t.startup_grace,
@@ -118,7 +118,7 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
         store=StateStore(config.paths.state_dir),
         clock=clock,
         new_id=world.new_id,
-        limits=limits(config),
+        thresholds=thresholds(config),
         broker_unit=config.units.broker,
     )
 

@@ -9,36 +9,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.model import CpuSample, Sample, Snapshot, WorkerLog
+from healer.model import CpuSample, Observed, Sample, Snapshot, WorkerLog
 from healer.probes import logs
 from healer.vocabulary import TaskEventKind
 
 if TYPE_CHECKING:
-    from healer.model import Limits, Readings, UnitUsage
+    from healer.model import Readings, Thresholds, UnitUsage
     from healer.state import State
 
 MAX_SAMPLES = 20
 MAX_RETRY_IDS = 500
 
 
-def fold(state: State, readings: Readings, limits: Limits) -> Snapshot:
+def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     """Bring ``state`` up to date with ``readings`` and return the snapshot detectors judge."""
     now = readings.taken_at
     state.logs.update(readings.log_cursors)
     state.journal_cursors.update(readings.journal_cursors)
     _samples(state, readings, now)
-    worker_log = _worker_log(state, readings, now, limits)
+    worker_log = _worker_log(state, readings, now, thresholds)
     beat_log = None
     if readings.beat_lines is not None:
         state.beat = beat_log = logs.beat_log(readings.beat_lines, state.beat, now)
     _cpu(state, readings.usage, now)
     return Snapshot(
-        taken_at=now, workers=readings.workers, beat=readings.beat,
-        broker_unit=readings.broker_unit, broker=readings.broker, celery=readings.celery,
-        samples=tuple(state.samples), usage=readings.usage,
+        **{name: getattr(readings, name) for name in Observed.model_fields},
+        samples=tuple(state.samples),
         cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
-        worker_log=worker_log, beat_log=beat_log, database=readings.database,
-        limits=limits, probe_errors=readings.probe_errors,
+        worker_log=worker_log, beat_log=beat_log, thresholds=thresholds,
     )
 
 
@@ -53,7 +51,7 @@ def _samples(state: State, readings: Readings, now: float) -> None:
         state.samples = []
 
 
-def _worker_log(state: State, readings: Readings, now: float, limits: Limits
+def _worker_log(state: State, readings: Readings, now: float, thresholds: Thresholds
                 ) -> WorkerLog | None:
     """Failures, retry loops and lost processes within the window; None when nothing is read.
 
@@ -70,7 +68,7 @@ def _worker_log(state: State, readings: Readings, now: float, limits: Limits
         else:
             count = state.retries.get(event.task_id, (event.task, 0))[1]
             state.retries[event.task_id] = (event.task, count + 1)
-    window = limits.task_window
+    window = thresholds.task_window
     state.lost = [t for t in [*state.lost, *lost] if now - t < window]
     state.failures = [(t, task) for t, task in state.failures if now - t < window]
     state.retries = dict(list(state.retries.items())[-MAX_RETRY_IDS:])
@@ -79,7 +77,7 @@ def _worker_log(state: State, readings: Readings, now: float, limits: Limits
         failures[task] = failures.get(task, 0) + 1
     loops: dict[str, int] = {}
     for task, count in state.retries.values():
-        if count >= limits.retry_loop:
+        if count >= thresholds.retry_loop:
             loops[task] = max(loops.get(task, 0), count)
     return WorkerLog(failures=failures, retry_loops=loops, lost=len(state.lost))
 

@@ -171,12 +171,8 @@ class TaskEvent(NamedTuple):
     task_id: str
 
 
-class Readings(Frozen):
-    """What one look at the world saw, before any history is folded in: the probes' output.
-
-    Log lines are the new ones since the cursors the look was given; ``log_cursors`` and
-    ``journal_cursors`` say how far they reach now. ``task_events`` is None without a listener.
-    """
+class Observed(Frozen):
+    """What a look at the world sees at once; which probes could not look, and why."""
 
     taken_at: float
     workers: tuple[UnitState, ...]
@@ -185,16 +181,25 @@ class Readings(Frozen):
     broker: BrokerState | None = None
     celery: CeleryState | None = None
     usage: tuple[UnitUsage, ...] = ()
+    database: Endpoint | None = None
+    probe_errors: dict[str, str] = {}
+
+
+class Readings(Observed):
+    """What one look at the world saw, before any history is folded in: the probes' output.
+
+    Log lines are the new ones since the cursors the look was given; ``log_cursors`` and
+    ``journal_cursors`` say how far they reach now. ``task_events`` is None without a listener.
+    """
+
     worker_lines: tuple[str, ...] | None = None
     beat_lines: tuple[str, ...] | None = None
     task_events: tuple[TaskEvent, ...] | None = None
     log_cursors: dict[str, LogCursor] = {}
     journal_cursors: dict[str, str] = {}
-    database: Endpoint | None = None
-    probe_errors: dict[str, str] = {}
 
 
-class Limits(Frozen):
+class Thresholds(Frozen):
     """The thresholds detectors judge by, carried in the snapshot so detectors stay pure."""
 
     queue_backlog: int = 100
@@ -209,23 +214,14 @@ class Limits(Frozen):
     task_window: float = 600
 
 
-class Snapshot(Frozen):
-    """Everything the probes saw in one pass; detectors read only this."""
+class Snapshot(Observed):
+    """What a look saw, with the history that spans passes; detectors read only this."""
 
-    taken_at: float
-    workers: tuple[UnitState, ...]
-    beat: UnitState | None = None
-    broker_unit: UnitState | None = None
-    broker: BrokerState | None = None
-    celery: CeleryState | None = None
     samples: tuple[Sample, ...] = ()
-    usage: tuple[UnitUsage, ...] = ()
     cpu: dict[str, tuple[CpuSample, ...]] = {}
     worker_log: WorkerLog | None = None
     beat_log: BeatLog | None = None
-    database: Endpoint | None = None
-    limits: Limits = Field(default_factory=Limits)
-    probe_errors: dict[str, str] = {}
+    thresholds: Thresholds = Field(default_factory=Thresholds)
 
 
 class Finding(Frozen):

@@ -17,6 +17,7 @@ executor and the escalator only answer, and the pass applies what they decided.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from healer import history
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from healer.clock import Clock
     from healer.executor.executor import Executor
     from healer.guard.guard import Guard
-    from healer.model import Limits, Snapshot
+    from healer.model import Snapshot, Thresholds
     from healer.notify.escalator import Escalator
     from healer.policy.engine import PolicyEngine
     from healer.policy.models import Rule, Step
@@ -45,46 +46,33 @@ if TYPE_CHECKING:
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
 
 
+@dataclass
 class Pipeline:
     """Everything one pass needs, passed in; ``run_once`` is the pass."""
 
-    def __init__(
-        self,
-        prober: Prober,
-        policy: PolicyEngine,
-        guard: Guard,
-        executor: Executor,
-        escalator: Escalator,
-        audit: AuditLog,
-        store: StateStore,
-        clock: Clock,
-        new_id: Callable[[], str],
-        limits: Limits,
-        broker_unit: str | None = None,
-    ) -> None:
-        self._prober = prober
-        self._policy = policy
-        self._guard = guard
-        self._executor = executor
-        self._escalator = escalator
-        self._audit = audit
-        self._store = store
-        self._clock = clock
-        self._new_id = new_id
-        self._limits = limits
-        self._broker_unit = broker_unit
-        self._stale = False  # a step may have changed the world since the last look
+    prober: Prober
+    policy: PolicyEngine
+    guard: Guard
+    executor: Executor
+    escalator: Escalator
+    audit: AuditLog
+    store: StateStore
+    clock: Clock
+    new_id: Callable[[], str]
+    thresholds: Thresholds
+    broker_unit: str | None = None
+    _stale: bool = field(default=False, init=False)  # a step may have changed the world
 
     def _look(self, state: State) -> Snapshot:
         """Probe once and fold what was seen into the state's history."""
         self._stale = False
-        readings = self._prober.observe(state.logs, state.journal_cursors)
-        return history.fold(state, readings, self._limits)
+        readings = self.prober.observe(state.logs, state.journal_cursors)
+        return history.fold(state, readings, self.thresholds)
 
     def run_once(self, dry_run: bool = False) -> PassReport:
         """One pass under the state lock. A dry run decides everything and changes nothing."""
-        with self._store.locked():
-            state = self._store.load()
+        with self.store.locked():
+            state = self.store.load()
             snapshot = self._look(state)
             findings = detect(snapshot)
             for finding in findings:
@@ -95,7 +83,7 @@ class Pipeline:
             if not dry_run:
                 if not final.probe_errors:  # nothing is resolved on what a probe could not see
                     self._close_incidents(state, remaining)
-                self._store.save(state)
+                self.store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
                           breakers=tuple(sorted(state.breakers)), dry_run=dry_run)
@@ -105,11 +93,11 @@ class Pipeline:
 
         While a pass holds the state lock, diagnose does not wait: it looks without saving.
         """
-        with self._store.locked(wait=False) as held:
-            state = self._store.load()
+        with self.store.locked(wait=False) as held:
+            state = self.store.load()
             snapshot = self._look(state)
             if held:
-                self._store.save(state)
+                self.store.save(state)
         findings = detect(snapshot)
         return Diagnosis(findings=tuple(findings), probe_errors=snapshot.probe_errors,
                          remedies={f.key: self._remedy(f) for f in findings})
@@ -117,7 +105,7 @@ class Pipeline:
     def _remedy(self, finding: Finding) -> str:
         if finding.hold:
             return f"none: {finding.hold}"
-        rule = self._policy.rule_for(finding)
+        rule = self.policy.rule_for(finding)
         if rule is None:
             return "none: no policy rule"
         if not rule.ladder:
@@ -133,7 +121,7 @@ class Pipeline:
         if step.unit:
             return step.unit
         if step.action == "restart_broker":
-            return self._broker_unit
+            return self.broker_unit
         return finding.unit
 
     # -- incidents ---------------------------------------------------------------------------
@@ -142,11 +130,11 @@ class Pipeline:
         """A new problem gets an incident id; a dry run's is only in memory, and has no id."""
         if finding.key in state.incidents:
             return
-        incident = Incident(id="" if dry_run else self._new_id(), opened=self._clock.time())
+        incident = Incident(id="" if dry_run else self.new_id(), opened=self.clock.time())
         state.incidents[finding.key] = incident
         if dry_run:
             return
-        self._audit.record(
+        self.audit.record(
             Event.INCIDENT_OPENED, incident.id, scenario=finding.scenario.value, unit=finding.unit,
             severity=finding.severity.value, summary=finding.summary, evidence=finding.evidence,
         )
@@ -156,11 +144,11 @@ class Pipeline:
         still = {f.key for f in remaining}
         for key in [k for k in state.incidents if k not in still]:
             incident = state.incidents.pop(key)
-            dropped = key.unit is not None and key.unit not in self._guard.allowed_units
-            self._audit.record(
+            dropped = key.unit is not None and key.unit not in self.guard.allowed_units
+            self.audit.record(
                 Event.INCIDENT_DROPPED if dropped else Event.INCIDENT_RESOLVED, incident.id,
                 scenario=key.scenario.value, unit=key.unit,
-                duration_s=round(self._clock.time() - incident.opened, 3),
+                duration_s=round(self.clock.time() - incident.opened, 3),
                 **({"reason": "no longer in [units]: not watched"} if dropped else {}),
             )
 
@@ -185,7 +173,7 @@ class Pipeline:
                       key=lambda f: _ORDER.index(f.scenario.value))
         broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
                           for f in findings)
-        storm = self._guard.storm(rest)
+        storm = self.guard.storm(rest)
         self._note_storm(state, storm, dry_run)
         for finding in rest:
             if storm:
@@ -205,7 +193,7 @@ class Pipeline:
         if dry_run or storm == state.storm:
             return
         state.storm = storm
-        self._audit.record(Event.STORM_GUARD, None, outcome=Outcome.ON if storm else Outcome.OFF,
+        self.audit.record(Event.STORM_GUARD, None, outcome=Outcome.ON if storm else Outcome.OFF,
                            reason=storm)
 
     def _decide(self, state: State, finding: Finding, outcome: Outcome, detail: str,
@@ -217,7 +205,7 @@ class Pipeline:
         incident = state.incidents[finding.key]
         if dry_run or incident.last_decision != outcome:
             incident.last_decision = outcome
-            self._audit.record(
+            self.audit.record(
                 Event.DECISION, incident.id or None, scenario=finding.scenario.value,
                 unit=report.unit, action=action, outcome=outcome, reason=detail, dry_run=dry_run,
             )
@@ -226,11 +214,11 @@ class Pipeline:
     def _remediate(self, state: State, finding: Finding, dry_run: bool) -> list[ActionReport]:
         if finding.hold:
             return [self._decide(state, finding, Outcome.HELD, finding.hold, dry_run)]
-        rule = self._policy.rule_for(finding)
+        rule = self.policy.rule_for(finding)
         if rule is None:
             return [self._decide(state, finding, Outcome.NO_POLICY,
                                  f"no policy rule matches {finding.key}", dry_run)]
-        ruling = self._guard.breaker(state, finding.key, self._clock.time())
+        ruling = self.guard.breaker(state, finding.key, self.clock.time())
         if not ruling.allowed:
             return [self._decide(state, finding, ruling.outcome, ruling.reason, dry_run)]
         if ruling.close_breaker:
@@ -241,7 +229,7 @@ class Pipeline:
     def _escalate_if_overdue(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                              ) -> list[ActionReport]:
         overdue = rule.escalate_after is not None and \
-            self._clock.time() - state.incidents[finding.key].opened >= rule.escalate_after
+            self.clock.time() - state.incidents[finding.key].opened >= rule.escalate_after
         if not overdue or dry_run:
             return []
         return self._escalate(state, finding, f"{finding.scenario.value} open for more than "
@@ -249,7 +237,7 @@ class Pipeline:
 
     def _close_breaker(self, state: State, finding: Finding, reason: str) -> None:
         breaker = state.breakers.pop(finding.key)
-        self._audit.record(Event.BREAKER_CLOSED, breaker.incident,
+        self.audit.record(Event.BREAKER_CLOSED, breaker.incident,
                            scenario=finding.scenario.value, unit=finding.unit, reason=reason)
 
     def _notify(self, state: State, key: FindingKey, finding: Finding, reason: str) -> Outcome:
@@ -258,7 +246,7 @@ class Pipeline:
         if incident.escalated:
             return Outcome.ALREADY_ESCALATED
         incident.escalated = True
-        return self._escalator.escalate(finding, incident.id, reason)
+        return self.escalator.escalate(finding, incident.id, reason)
 
     def _escalate(self, state: State, finding: Finding, reason: str) -> list[ActionReport]:
         """Escalate the incident; a report only when this did escalate (once per incident)."""
@@ -279,7 +267,7 @@ class Pipeline:
             unit = self._target(step, finding)
             if step.action == "escalate":
                 break
-            ruling = self._guard.admit(step, unit, state, self._clock.time())
+            ruling = self.guard.admit(step, unit, state, self.clock.time())
             if not ruling.allowed:
                 reports.append(self._decide(state, finding, ruling.outcome, ruling.reason,
                                             dry_run, step.action, unit))
@@ -313,9 +301,9 @@ class Pipeline:
                                 f"{finding.key}: {reason}", dry_run, "escalate")
         incident = state.incidents[finding.key]
         outcome = self._notify(state, finding.key, finding, reason)
-        state.breakers[finding.key] = Breaker(opened=self._clock.time(), incident=incident.id,
+        state.breakers[finding.key] = Breaker(opened=self.clock.time(), incident=incident.id,
                                          reason=reason)
-        self._audit.record(Event.BREAKER_OPENED, incident.id, scenario=finding.scenario.value,
+        self.audit.record(Event.BREAKER_OPENED, incident.id, scenario=finding.scenario.value,
                            unit=finding.unit, reason=reason)
         return ActionReport.about(finding, finding.unit, "escalate", outcome, reason)
 
@@ -325,13 +313,13 @@ class Pipeline:
         incident = state.incidents[finding.key]
         incident.last_decision = None
         state.record_attempt(ratelimit.attempt(state, step.action, unit, step.limit,
-                                               self._clock.time()))
-        self._store.save(state)
+                                               self.clock.time()))
+        self.store.save(state)
         fields = {"scenario": finding.scenario.value, "unit": unit, "action": step.action,
                   "rule": rule, "dry_run": False}
-        self._audit.record(Event.ACTION_STARTED, incident.id, outcome=Outcome.STARTED, **fields)
+        self.audit.record(Event.ACTION_STARTED, incident.id, outcome=Outcome.STARTED, **fields)
         try:
-            done = self._executor.execute(step, unit)
+            done = self.executor.execute(step, unit)
             outcome, detail = done.outcome, done.detail
             extra: dict[str, object] = {"evidence": done.evidence}
         except (ActionError, ProbeError) as exc:
@@ -342,6 +330,6 @@ class Pipeline:
                        Outcome.FAILED)
             detail, extra = str(exc), {"error": error}
         self._stale = self._stale or outcome in ACTED
-        self._audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
+        self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
         return ActionReport.about(finding, unit, step.action, outcome, detail)

@@ -1,4 +1,8 @@
-"""Shared fixtures: the real sandbox for integration tests, and running healer as a process."""
+"""Helpers every test may use: running healer as a process, reading its audit log.
+
+Nothing here imports the sandbox or Celery: unit tests load neither (tests/integration/conftest.py
+has the sandbox's fixtures).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-import pytest
-from celery import Celery
-
-from healer.sandbox.stack import CeleryStack
-
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
-
-
-@pytest.fixture
-def stack() -> Iterator[CeleryStack]:
-    """A running redis + Celery worker + beat in a private systemd user manager.
-
-    A missing prerequisite fails the test (SandboxError); it never skips.
-    """
-    with CeleryStack() as running:
-        yield running
 
 
 def healer(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,8 +40,3 @@ def diagnose(config: Path) -> tuple[int, list[dict[str, Any]]]:
 def scenarios(findings: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(scenario, severity) of each finding."""
     return [(f["scenario"], f["severity"]) for f in findings]
-
-
-def client(stack: CeleryStack) -> Any:  # noqa: ANN401 - Celery is untyped
-    """A Celery client for the sandbox's broker, to send tasks and control commands."""
-    return Celery(broker=stack.broker_url, set_as_current=False)

@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
 def detect(snapshot: Snapshot) -> list[Finding]:
     """One finding when beat is not running."""
-    beat = snapshot.beat
-    if beat is None or beat.is_active:
+    if (beat := snapshot.beat) is None or beat.is_active:
         return []
     log = snapshot.beat_log
     started = beat.active_enter_us / 1e6

@@ -25,7 +25,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
         return []
     if snapshot.broker is not None and not snapshot.broker.reachable:
         return []
-    allowance = snapshot.limits.beat_max_silence
+    allowance = snapshot.thresholds.beat_max_silence
     if allowance is None and log.shortest_period is not None:
         allowance = 2 * log.shortest_period + SLACK
     if allowance is None or up_for(beat, snapshot) < allowance:

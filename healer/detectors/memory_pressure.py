@@ -14,14 +14,15 @@ from healer.model import Finding
 from healer.vocabulary import Scenario, Severity
 
 if TYPE_CHECKING:
-    from healer.model import CpuSample, EvidenceValue, Limits, Snapshot
+    from healer.model import CpuSample, EvidenceValue, Snapshot, Thresholds
 
 MIB = 2**20
 
 
-def sustained_cpu(samples: tuple[CpuSample, ...], now: float, limits: Limits) -> float | None:
+def sustained_cpu(samples: tuple[CpuSample, ...], now: float, thresholds: Thresholds
+                  ) -> float | None:
     """Average CPU percent over the last ``cpu_sustained`` seconds; None if not sampled so long."""
-    old = [s for s in samples if now - s.at >= limits.cpu_sustained]
+    old = [s for s in samples if now - s.at >= thresholds.cpu_sustained]
     if not old or len(samples) < 2:
         return None
     first, last = old[-1], samples[-1]
@@ -32,26 +33,26 @@ def sustained_cpu(samples: tuple[CpuSample, ...], now: float, limits: Limits) ->
 
 def detect(snapshot: Snapshot) -> list[Finding]:
     """One finding per worker unit with memory or CPU trouble."""
-    limits = snapshot.limits
+    thresholds = snapshot.thresholds
     used = {m.unit: m for m in snapshot.usage}
     lost = snapshot.worker_log.lost if snapshot.worker_log else 0
     findings = []
     for unit in snapshot.workers:
         memory = used.get(unit.name)
-        cpu = sustained_cpu(snapshot.cpu.get(unit.name, ()), snapshot.taken_at, limits)
+        cpu = sustained_cpu(snapshot.cpu.get(unit.name, ()), snapshot.taken_at, thresholds)
         killed = unit.result == "oom-kill" or lost > 0
         parts = []
         evidence: dict[str, EvidenceValue] = {
-            "limit_mib": round(limits.memory_bytes / MIB), "result": unit.result,
+            "limit_mib": round(thresholds.memory_bytes / MIB), "result": unit.result,
             "lost_processes": lost}
         if memory is not None:
             evidence |= {"used_mib": round(memory.bytes / MIB), "source": memory.source}
-            if memory.bytes > limits.memory_bytes:
+            if memory.bytes > thresholds.memory_bytes:
                 parts.append(f"{memory.bytes / MIB:.0f} MiB over the "
-                             f"{limits.memory_bytes / MIB:.0f} MiB limit")
-        if cpu is not None and cpu >= limits.cpu_percent:
+                             f"{thresholds.memory_bytes / MIB:.0f} MiB limit")
+        if cpu is not None and cpu >= thresholds.cpu_percent:
             evidence["cpu_percent"] = round(cpu, 1)
-            parts.append(f"CPU {cpu:.0f}% for {limits.cpu_sustained:g}s")
+            parts.append(f"CPU {cpu:.0f}% for {thresholds.cpu_sustained:g}s")
         if unit.result == "oom-kill":
             parts.append("killed by the OOM killer")
         if lost:

@@ -20,7 +20,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
     """One finding per queue over the threshold."""
     if snapshot.broker is None:
         return []
-    limit = snapshot.limits.queue_backlog
+    limit = snapshot.thresholds.queue_backlog
     return [
         Finding(
             scenario=Scenario.QUEUE_BACKLOG,

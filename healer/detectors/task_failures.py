@@ -22,7 +22,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
     log = snapshot.worker_log
     if log is None:
         return []
-    failing = {t: n for t, n in log.failures.items() if n >= snapshot.limits.task_failures}
+    failing = {t: n for t, n in log.failures.items() if n >= snapshot.thresholds.task_failures}
     if not failing and not log.retry_loops:
         return []
     severity = Severity.HIGH if len(failing) >= MANY_TASKS else Severity.MEDIUM

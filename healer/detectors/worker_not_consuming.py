@@ -63,7 +63,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
         return []
     first, last = run[0], run[-1]
     span = last.at - first.at
-    if span < snapshot.limits.not_consuming_after or last.depth < first.depth:
+    if span < snapshot.thresholds.not_consuming_after or last.depth < first.depth:
         return []
     return [_finding(
         units, f"answers ping but {last.depth} queued messages have not moved for {span:.0f}s",

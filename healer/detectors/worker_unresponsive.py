@@ -30,7 +30,7 @@ def detect(snapshot: Snapshot) -> list[Finding]:
         u for u in snapshot.workers
         if u.active_state == ActiveState.ACTIVE and u.name in celery.nodes
         and celery.nodes[u.name] not in celery.replied
-        and up_for(u, snapshot) >= snapshot.limits.startup_grace
+        and up_for(u, snapshot) >= snapshot.thresholds.startup_grace
     ]
     down = [u for u in snapshot.workers if not u.is_active]
     none_working = len(silent) + len(down) == len(snapshot.workers)

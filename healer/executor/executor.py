@@ -7,6 +7,7 @@ asked, and every action ends in a verification: a job that is "done" is not heal
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,6 +15,7 @@ from healer.errors import ActionError, JobFailed, NotAllowed
 from healer.executor.verify import Verified, settle
 from healer.systemd.backend import SUCCESSFUL_JOB_RESULTS
 from healer.vocabulary import ActiveState, Outcome
+from healer.wait import until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,32 +39,22 @@ class Checks(Protocol):
         ...
 
 
+@dataclass(frozen=True)
 class Executor:
     """Runs steps; see ``execute``."""
 
-    def __init__(
-        self,
-        systemd: Systemd,
-        allowed_units: frozenset[str],
-        clock: Clock,
-        checks: Checks | None = None,
-        schedule_file: Path | None = None,
-        workers: tuple[str, ...] = (),
-        job_timeout: float = 90.0,
-        poll: float = 0.2,
-    ) -> None:
-        self._systemd = systemd
-        self._allowed = allowed_units
-        self._clock = clock
-        self._checks = checks
-        self._schedule = schedule_file
-        self._workers = workers
-        self._job_timeout = job_timeout
-        self._poll = poll
+    systemd: Systemd
+    allowed_units: frozenset[str]
+    clock: Clock
+    checks: Checks | None = None
+    schedule_file: Path | None = None
+    workers: tuple[str, ...] = ()
+    job_timeout: float = 90.0
+    poll: float = 0.2
 
     def execute(self, step: Step, unit: str) -> Verified:
         """Run one step on one unit; raises ActionError when it cannot be carried out."""
-        if unit not in self._allowed:
+        if unit not in self.allowed_units:
             raise NotAllowed(f"{unit} is not in [units]; refusing to {step.action}")
         actions: dict[str, Callable[[str, float], Verified]] = {
             "restart_unit": self._restart,
@@ -76,38 +68,33 @@ class Executor:
         return actions[step.action](unit, step.verify)
 
     def _job(self, verb: JobVerb, unit: str) -> None:
-        result = self._systemd.job(verb, unit, self._job_timeout)
+        result = self.systemd.job(verb, unit, self.job_timeout)
         if result not in SUCCESSFUL_JOB_RESULTS:
             raise JobFailed(f"{verb} of {unit} ended with job result {result!r}", result)
 
     def _restart(self, unit: str, verify: float) -> Verified:
-        if self._systemd.unit_state(unit).result == "start-limit-hit":
+        if self.systemd.unit_state(unit).result == "start-limit-hit":
             # Only then does systemd refuse a restart; resetting otherwise would erase the
             # failure (Result) that tells a crash from an operator's stop if the restart fails.
-            self._systemd.reset_failed(unit)
+            self.systemd.reset_failed(unit)
         self._job("restart", unit)
-        return settle(self._systemd, unit, verify, self._clock, self._poll)
+        return settle(self.systemd, unit, verify, self.clock, self.poll)
 
     def _reset_failed(self, unit: str, verify: float) -> Verified:  # noqa: ARG002
-        self._systemd.reset_failed(unit)
-        state = self._systemd.unit_state(unit)
+        self.systemd.reset_failed(unit)
+        state = self.systemd.unit_state(unit)
         if state.active_state == ActiveState.ACTIVE:
             return Verified(Outcome.HEALED, f"{unit} reset and active")
         return Verified(Outcome.NOT_HEALED, f"{unit} reset (now {state.active_state}); it still "
                         "needs starting", {"active_state": state.active_state})
 
     def _daemon_reload(self, unit: str, verify: float) -> Verified:
-        self._systemd.reload()
+        self.systemd.reload()
         outcome = self._restart(unit, verify)
         return Verified(outcome.outcome, f"daemon-reload, then {outcome.detail}", outcome.evidence)
 
     def _wait(self, check: Callable[[], bool], seconds: float) -> bool:
-        deadline = self._clock.monotonic() + seconds
-        while not check():
-            if self._clock.monotonic() >= deadline:
-                return False
-            self._clock.sleep(self._poll)
-        return True
+        return until(lambda: check() or None, seconds, self.clock, self.poll) is not None
 
     def _restart_broker(self, unit: str, verify: float) -> Verified:
         """Restart the broker, wait until it answers and running workers have reconnected.
@@ -116,15 +103,15 @@ class Executor:
         under their own rules and the guard (an operator's stop or a pause still holds).
         """
         outcome = self._restart(unit, verify)
-        if not outcome.healed or self._checks is None:
+        if not outcome.healed or self.checks is None:
             return outcome
-        checks = self._checks
+        checks = self.checks
         if not self._wait(checks.broker_answers, verify):
             return Verified(Outcome.NOT_HEALED, f"{unit} is active but the broker does not answer")
 
         def reconnecting() -> list[str]:  # running workers that do not answer yet
-            return [w for w in checks.silent_workers() if w in self._workers
-                    and self._systemd.unit_state(w).active_state == ActiveState.ACTIVE]
+            return [w for w in checks.silent_workers() if w in self.workers
+                    and self.systemd.unit_state(w).active_state == ActiveState.ACTIVE]
 
         silent = [] if self._wait(lambda: not reconnecting(), verify) else reconnecting()
         detail = f"{unit} restarted and answering; " + (
@@ -132,10 +119,10 @@ class Executor:
         return Verified(Outcome.HEALED, detail, {"silent_workers": ", ".join(silent) or None})
 
     def _move_schedule_aside(self) -> list[str]:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.time()))
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock.time()))
         moved: list[str] = []
         for suffix in SCHEDULE_SUFFIXES:
-            path = Path(f"{self._schedule}{suffix}")
+            path = Path(f"{self.schedule_file}{suffix}")
             if path.exists():
                 backup = path.with_name(f"{path.name}.healer-{stamp}")
                 try:
@@ -148,7 +135,7 @@ class Executor:
 
     def _clear_beat_schedule(self, unit: str, verify: float) -> Verified:
         """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
-        if self._schedule is None:
+        if self.schedule_file is None:
             raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
         self._job("stop", unit)
         try:
@@ -156,10 +143,10 @@ class Executor:
         finally:
             # Whatever happened to the files, beat is started again: a beat left stopped by
             # healer would read as an operator's stop and be held for good.
-            if self._systemd.unit_state(unit).active_state == ActiveState.FAILED:
-                self._systemd.reset_failed(unit)
+            if self.systemd.unit_state(unit).active_state == ActiveState.FAILED:
+                self.systemd.reset_failed(unit)
             self._job("start", unit)
-        outcome = settle(self._systemd, unit, verify, self._clock, self._poll)
+        outcome = settle(self.systemd, unit, verify, self.clock, self.poll)
         return Verified(outcome.outcome,
                        f"schedule moved aside ({len(moved)} files), then {outcome.detail}",
                        {**outcome.evidence, "backups": ", ".join(moved) or None})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -55,37 +55,34 @@ def payload(alert: Alert, fmt: str, routing_key: str | None) -> dict[str, Any]:
     return {"source": "healer", **asdict(alert)}
 
 
+@dataclass(frozen=True)
 class Webhook:
     """One webhook endpoint."""
 
-    def __init__(
-        self, url: str, fmt: str, routing_key: str | None, timeout: float, attempts: int,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self._url = url
-        self._fmt = fmt
-        self._routing_key = routing_key
-        self._timeout = timeout
-        self._attempts = attempts
-        self._sleep = sleep
+    url: str = field(repr=False)  # its path may hold a token
+    fmt: str
+    routing_key: str | None = field(repr=False)
+    timeout: float
+    attempts: int
+    sleep: Callable[[float], None]
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(  # noqa: S310 - the operator's configured URL
-            self._url, data=body, method="POST", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+            self.url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
             response.read()
 
     def send(self, alert: Alert) -> None:
         """Deliver the alert, retrying; raises NotifyError when every attempt failed."""
-        body = json.dumps(payload(alert, self._fmt, self._routing_key)).encode()
+        body = json.dumps(payload(alert, self.fmt, self.routing_key)).encode()
         retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
+            stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=0.5, max=10),
             retry=retry_if_exception_type(OSError),  # URLError and timeouts are OSErrors
-            sleep=self._sleep, reraise=True,
+            sleep=self.sleep, reraise=True,
         )
         try:
             retrying(self._post, body)
         except (OSError, ValueError) as exc:
-            raise NotifyError(f"webhook {self._url}: {exc} after {self._attempts} attempts") \
+            raise NotifyError(f"webhook {self.url}: {exc} after {self.attempts} attempts") \
                 from exc

@@ -30,7 +30,7 @@ def parse_duration(value: object) -> object:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Pause = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Backoff = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 Action = Literal[
     "restart_unit", "reset_failed", "daemon_reload", "restart_broker", "clear_beat_schedule",
     "escalate",
@@ -62,7 +62,7 @@ class Step(Strict):
     unit: UnitName | None = None
     verify: Duration = 5.0
     limit: Limit = Limit()
-    backoff: Pause = 0.0
+    backoff: Backoff = 0.0
     backoff_max: Duration = 3600.0
 
 

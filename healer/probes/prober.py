@@ -8,6 +8,7 @@ values; folding them into the state store is ``healer.history``'s job.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
@@ -40,24 +41,16 @@ class LogRead(NamedTuple):
     journal: dict[str, str]
 
 
+@dataclass(frozen=True)
 class Prober:
     """Reads systemd, the broker, the workers, the logs, memory and the database."""
 
-    def __init__(
-        self,
-        systemd: Systemd,
-        broker: BrokerProbe | None,
-        celery: CeleryProbe | None,
-        config: Config,
-        clock: Clock,
-        events: TaskEvents | None = None,
-    ) -> None:
-        self._systemd = systemd
-        self._broker = broker
-        self._celery = celery
-        self._config = config
-        self._clock = clock
-        self._events = events
+    systemd: Systemd
+    broker: BrokerProbe | None
+    celery: CeleryProbe | None
+    config: Config
+    clock: Clock
+    events: TaskEvents | None = None
 
     def _read_log(self, source: Path | str | None, units: list[str],
                   files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> LogRead | None:
@@ -65,7 +58,7 @@ class Prober:
         if source is None:
             return None
         if source == "journal":
-            where, lines, cursors = self._config.journal, [], {}
+            where, lines, cursors = self.config.journal, [], {}
             for unit in units:
                 got, after = logs.read_journal(unit, journal.get(unit), where.directory,
                                                where.scope)
@@ -79,8 +72,8 @@ class Prober:
 
     def observe(self, files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> Readings:
         """One look with every probe; ``files`` and ``journal`` say how far logs were read."""
-        config, now, errors = self._config, self._clock.time(), {}
-        read = self._systemd.unit_state
+        config, now, errors = self.config, self.clock.time(), {}
+        read = self.systemd.unit_state
         units = config.units
         workers = tuple(read(name) for name in units.workers)
         beat = read(units.beat) if units.beat else None
@@ -92,12 +85,12 @@ class Prober:
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 return None
 
-        broker = guarded("broker", partial(self._broker.check, config.celery.queues)) \
-            if self._broker else None
+        broker = guarded("broker", partial(self.broker.check, config.celery.queues)) \
+            if self.broker else None
         depth = sum(broker.queues.values()) if broker else 0
         celery = None
-        if self._celery is not None and broker is not None and broker.reachable:
-            celery_probe = self._celery
+        if self.celery is not None and broker is not None and broker.reachable:
+            celery_probe = self.celery
             nodes = expected_nodes(workers, config.celery.nodes)
             celery = guarded("celery", lambda: celery_probe.ask(nodes, backlog=depth > 0))
         worker_log = guarded("worker_log", partial(
@@ -115,7 +108,7 @@ class Prober:
             broker=broker, celery=celery, usage=usage,
             worker_lines=None if worker_log is None else worker_log.lines,
             beat_lines=None if beat_log is None else beat_log.lines,
-            task_events=None if self._events is None else tuple(self._events.drain()),
+            task_events=None if self.events is None else tuple(self.events.drain()),
             log_cursors={k: v for r in read_logs for k, v in r.files.items()},
             journal_cursors={k: v for r in read_logs for k, v in r.journal.items()},
             database=database, probe_errors=errors,

@@ -20,6 +20,7 @@ from healer.errors import (
     SystemdError,
 )
 from healer.model import UnitState
+from healer.wait import until
 
 if TYPE_CHECKING:
     from healer.clock import Clock
@@ -192,14 +193,14 @@ class DBusSystemd:
             job = str(method(name, "replace", timeout=self._call_timeout))
         except dbus.exceptions.DBusException as exc:
             raise self._failure(exc, f"{verb} {name}") from exc
-        deadline = self._clock.monotonic() + timeout
         context = GLib.MainContext.default()
-        while job not in self._finished:
-            if self._clock.monotonic() >= deadline:
-                return "timeout"
-            if not context.iteration(may_block=False):
-                self._clock.sleep(_PUMP_PAUSE)
-        return self._finished.pop(job)
+
+        def removed() -> str | None:
+            while context.iteration(may_block=False):  # deliver every signal waiting
+                pass
+            return self._finished.pop(job, None)
+
+        return until(removed, timeout, self._clock, _PUMP_PAUSE) or "timeout"
 
     def reload(self) -> None:
         """Manager.Reload, which returns when the reload is done (a generous timeout)."""

@@ -1,17 +1,24 @@
-"""An in-memory systemd behind the same interface as the D-Bus backend, for fast unit tests."""
+"""An in-memory systemd behind the same interface as the D-Bus backend, for fast unit tests.
+
+``tests/contract`` runs the same cases against this and the D-Bus backend on a real manager.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from healer.errors import SystemdError
 from healer.model import UnitState
 from healer.vocabulary import ActiveState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from healer.clock import Clock
     from healer.errors import HealerError
     from healer.systemd.backend import JobVerb
+
+NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 
 
 def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", **kw: int
@@ -28,16 +35,23 @@ class FakeSystemd:
     """Units in a dict; every call is recorded in ``calls``.
 
     ``outcomes[name]`` decides what a start or restart job leaves behind (default: running);
-    ``errors[(verb, name)]`` makes that call raise, as a denial or a failed job would.
+    ``errors[(verb, name)]`` makes that call raise, as a denial or a failed job would. With a
+    ``clock``, a start sets ActiveEnterTimestamp and a stop InactiveEnterTimestamp, as systemd
+    does; without one they stay as given.
     """
 
-    def __init__(self, *units: UnitState) -> None:
+    def __init__(self, *units: UnitState, clock: Clock | None = None) -> None:
         self.units: dict[str, UnitState] = {u.name: u for u in units}
+        self.clock = clock
         self.calls: list[tuple[str, str]] = []
         self.outcomes: dict[str, Callable[[UnitState], UnitState]] = {}
         self.errors: dict[tuple[str, str], HealerError] = {}
         self.job_results: dict[str, str] = {}
         self._next_pid = 1000
+
+    def _stamp(self, field: str) -> dict[str, int]:
+        """The timestamp a transition sets, in microseconds of wall time (none without a clock)."""
+        return {} if self.clock is None else {field: int(self.clock.time() * 1e6)}
 
     def unit_state(self, name: str) -> UnitState:
         """The stored state, or not-found like LoadUnit gives for an unknown unit."""
@@ -53,15 +67,21 @@ class FakeSystemd:
         self.calls.append((verb, name))
         if (err := self.errors.get((verb, name))) is not None:
             raise err
-        before = self.unit_state(name)
+        if name not in self.units:
+            raise SystemdError(f"{verb} {name}: {NO_SUCH_UNIT}: Unit {name} not found.",
+                               dbus_name=NO_SUCH_UNIT)
+        before = self.units[name]
         if verb == "stop":  # like systemd, stopping a failed unit leaves it failed
             after = before if before.active_state == ActiveState.FAILED else before.model_copy(
-                update={"active_state": ActiveState.INACTIVE, "sub_state": "dead", "main_pid": 0})
+                update={"active_state": ActiveState.INACTIVE, "sub_state": "dead", "main_pid": 0,
+                        **self._stamp("inactive_enter_us")})
+        elif verb == "start" and before.active_state == ActiveState.ACTIVE:
+            after = before  # starting a running unit changes nothing
         else:
             self._next_pid += 1
             running = before.model_copy(update={
                 "active_state": ActiveState.ACTIVE, "sub_state": "running", "result": "success",
-                "main_pid": self._next_pid})
+                "main_pid": self._next_pid, **self._stamp("active_enter_us")})
             outcome = self.outcomes.get(name)
             after = outcome(running) if outcome else running
         self.units[name] = after
@@ -78,7 +98,10 @@ class FakeSystemd:
         self.calls.append(("reset-failed", name))
         if (err := self.errors.get(("reset-failed", name))) is not None:
             raise err
-        state = self.unit_state(name)
+        if name not in self.units:
+            raise SystemdError(f"reset-failed {name}: {NO_SUCH_UNIT}: Unit {name} not loaded.",
+                               dbus_name=NO_SUCH_UNIT)
+        state = self.units[name]
         if state.active_state == ActiveState.FAILED:
             self.units[name] = state.model_copy(
                 update={"active_state": ActiveState.INACTIVE, "sub_state": "dead",

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from healer.sandbox.base import wait_until
-from healer.sandbox.stack import WORKER, CeleryStack, free_port
 from healer.state import StateStore
-from tests.conftest import audit_records, client, healer
+from sandbox.base import wait_until
+from sandbox.stack import WORKER, CeleryStack, free_port
+from tests.conftest import audit_records, healer
+from tests.integration.conftest import client
 
 pytestmark = pytest.mark.integration
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"

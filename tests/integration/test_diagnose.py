@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from healer.sandbox.base import wait_until
-from healer.sandbox.stack import BEAT, BROKER, NODE, WORKER, CeleryStack, free_port
-from tests.conftest import client, diagnose, scenarios
+from sandbox.base import wait_until
+from sandbox.stack import BEAT, BROKER, NODE, WORKER, CeleryStack, free_port
+from tests.conftest import diagnose, scenarios
+from tests.integration.conftest import client
 
 if TYPE_CHECKING:
     from pathlib import Path

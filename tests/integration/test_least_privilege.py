@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from healer.clock import SystemClock
-from healer.sandbox.base import wait_until
-from healer.sandbox.stack import BEAT, WORKER
-from healer.sandbox.systemstack import BROKER, HEALER, RULE, SystemStack
 from healer.systemd.dbus_backend import DBusSystemd
+from sandbox.base import wait_until
+from sandbox.stack import BEAT, WORKER
+from sandbox.systemstack import BROKER, HEALER, RULE, SystemStack
 from tests.conftest import audit_records
 
 if TYPE_CHECKING:

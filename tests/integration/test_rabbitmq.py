@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from healer.sandbox.stack import NODE, RABBITMQ, WORKER, CeleryStack
-from tests.conftest import client, diagnose, scenarios
+from sandbox.stack import NODE, RABBITMQ, WORKER, CeleryStack
+from tests.conftest import diagnose, scenarios
+from tests.integration.conftest import client
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

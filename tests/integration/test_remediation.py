@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from healer.sandbox.base import wait_until
-from healer.sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
+from sandbox.base import wait_until
+from sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
 from tests.conftest import audit_records, healer
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from healer.sandbox.stack import WORKER, CeleryStack
+from sandbox.stack import WORKER, CeleryStack
 from tests.conftest import audit_records, healer
 
 if TYPE_CHECKING:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from healer.sandbox.base import PREFIX, hierarchies
-from healer.sandbox.rootimage import ensure_image, in_use
-from healer.sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
-from healer.sandbox.systemmanager import SystemManager
-from healer.sandbox.usermanager import UserManager
+from sandbox.base import PREFIX, hierarchies
+from sandbox.rootimage import ensure_image, in_use
+from sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
+from sandbox.systemmanager import SystemManager
+from sandbox.usermanager import UserManager
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from healer import compose
-from healer.clock import ManualClock
 from healer.config import CeleryConfig, Config, GuardConfig, PathsConfig, UnitsConfig
-from healer.model import BrokerState, CeleryState, PassReport, UnitState
-from healer.notify.fake import RecordingNotifier
 from healer.policy.models import Limit, Match, Rule, Step
 from healer.state import StateStore
-from healer.systemd.fake import FakeSystemd, unit
+from healer.testing import FakeBroker, FakeSystemd, ManualClock, RecordingNotifier, unit
 from healer.vocabulary import Scenario
 from tests.conftest import audit_records
 
@@ -25,7 +22,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from healer.controls import Controls
+    from healer.model import PassReport, UnitState
     from healer.pipeline import Pipeline
+    from healer.probes.broker import BrokerProbe
+    from healer.probes.celery import CeleryProbe
 
 
 W1 = "celery-w1.service"
@@ -34,39 +34,6 @@ W3 = "celery-w3.service"
 BROKER = "redis.service"
 BROKER_URL = "redis://127.0.0.1:6379/0"
 NODES = ["w1@app", "w2@app", "w3@app"]
-
-
-class FakeBroker:
-    """A broker probe whose answer the test sets: reachable, or refused."""
-
-    def __init__(self, reachable: bool = False) -> None:
-        self.reachable = reachable
-        self.checks = 0
-
-    def check(self, queues: list[str]) -> BrokerState:  # noqa: ARG002
-        """Reachable with empty queues, or refused; counts the calls in ``checks``."""
-        self.checks += 1
-        if self.reachable:
-            return BrokerState(url=BROKER_URL, reachable=True, latency_ms=1.0)
-        return BrokerState(url=BROKER_URL, reachable=False, error_kind="refused",
-                           error="Connection refused")
-
-    def restarted(self, state: UnitState) -> UnitState:
-        """As FakeSystemd's outcome of the broker unit's restart: the broker answers again."""
-        self.reachable = True
-        return state
-
-
-class FakeCelery:
-    """Ping answered by every expected node except those of the ``silent`` units."""
-
-    def __init__(self, *silent: str) -> None:
-        self.silent = set(silent)
-
-    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:  # noqa: ARG002
-        """Every node replies but the silent units' nodes."""
-        return CeleryState(nodes=nodes, replied=tuple(
-            node for name, node in nodes.items() if name not in self.silent))
 
 
 @dataclass
@@ -82,8 +49,8 @@ class Harness:
     )
     guard: GuardConfig = field(default_factory=GuardConfig)
     notifier: RecordingNotifier | None = field(default_factory=RecordingNotifier)
-    broker: FakeBroker | None = None
-    celery: FakeCelery | None = None
+    broker: BrokerProbe | None = None
+    celery: CeleryProbe | None = None
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -181,7 +148,7 @@ def broker_rule() -> Rule:
 
 def broker_down(fake: FakeSystemd) -> FakeBroker:
     """An unreachable broker that answers again once its unit is restarted."""
-    broker = FakeBroker(reachable=False)
+    broker = FakeBroker(BROKER_URL, reachable=False)
     fake.outcomes[BROKER] = broker.restarted
     return broker
 

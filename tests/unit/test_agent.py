@@ -13,11 +13,11 @@ import structlog
 from structlog.testing import capture_logs
 
 from healer.agent import Agent, summary
-from healer.clock import ManualClock
 from healer.errors import ConfigError, ProbeError
 from healer.metrics import Metrics
 from healer.model import ActionReport, Finding, PassReport
 from healer.systemd.notify import SdNotify, watchdog_interval
+from healer.testing import ManualClock
 from healer.vocabulary import FindingKey, Outcome, Scenario, Severity
 
 if TYPE_CHECKING:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 from healer.vocabulary import Event, IncidentOutcome, Outcome
@@ -80,3 +84,38 @@ def test_the_literal_check_sees_a_bare_outcome(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text('"""healed"""\nx = {"healed": 1}\nx["healed"] = 2\ny = "healed"\n')
     assert word_literals(probe) == [f"{probe}:4: 'healed'"]
+
+
+def test_healer_does_not_import_the_sandbox() -> None:
+    """The product ships no test bench: nothing under healer/ imports the sandbox package."""
+    offenders = [str(p.relative_to(ROOT)) for p in modules(PACKAGE)
+                 if any(name == "sandbox" or name.startswith("sandbox.") for name in imported(p))]
+    assert offenders == []
+
+
+def test_unit_tests_load_neither_the_sandbox_nor_celery() -> None:
+    """Importing every unit test module (and the shared conftest) loads no sandbox and no Celery."""
+    names = ["tests.conftest", *(f"tests.unit.{p.stem}" for p in
+                                 sorted((ROOT / "tests" / "unit").glob("test_*.py")))]
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sandbox', 'celery'}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_wheel_holds_healer_alone(tmp_path: Path) -> None:
+    """`pip wheel --no-deps .` packs healer and its data; no sandbox, tests or benchmarks."""
+    source = tmp_path / "source"  # a copy: setuptools leaves build/ behind in what it builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "*_cache", "__pycache__", "build", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(tmp_path / "dist"), str(source)],
+                   cwd=tmp_path, capture_output=True, check=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("healer-*.whl"))
+    with zipfile.ZipFile(wheel) as packed:
+        names = packed.namelist()
+    assert {name.split("/")[0] for name in names} == {
+        "healer", f"healer-{wheel.name.split('-')[1]}.dist-info"}
+    assert [n for n in names if "sandbox" in n] == []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from healer.audit import chain, files, review
 from healer.audit.log import AuditLog
-from healer.clock import ManualClock
+from healer.testing import ManualClock
 from healer.vocabulary import Event, Outcome
 
 if TYPE_CHECKING:

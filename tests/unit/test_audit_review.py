@@ -12,8 +12,8 @@ import pytest
 from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNHEALTHY, main
-from healer.clock import ManualClock
 from healer.errors import ConfigError
+from healer.testing import ManualClock
 from healer.vocabulary import Event
 
 if TYPE_CHECKING:

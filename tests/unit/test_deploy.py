@@ -8,7 +8,7 @@ from healer.config import Config, UnitsConfig, load_config
 from healer.deploy import polkit
 from healer.policy.loader import load_policies
 from healer.policy.models import Match, Rule, Step
-from healer.systemd.fake import FakeSystemd, unit
+from healer.testing import FakeSystemd, unit
 from healer.vocabulary import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]

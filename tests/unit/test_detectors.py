@@ -26,10 +26,10 @@ from healer.model import (
     CeleryState,
     CpuSample,
     Endpoint,
-    Limits,
     Readings,
     Sample,
     Snapshot,
+    Thresholds,
     UnitState,
     UnitUsage,
     WorkerLog,
@@ -39,7 +39,7 @@ from healer.probes.broker import queue_keys, redact
 from healer.probes.celery import node_name
 from healer.state import State
 from healer.systemd.dbus_backend import _known
-from healer.systemd.fake import unit
+from healer.testing import unit
 from healer.vocabulary import Scenario, Severity
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def test_unresponsive_not_judged_without_asking(state: CeleryState | None) -> No
 def test_unresponsive_within_startup_grace() -> None:
     """A worker active for less than startup_grace is still booting: no finding."""
     s = snap(workers=(worker(W1, up=10),), celery=celery((), **{W1: N1}),
-             limits=Limits(startup_grace=30))
+             thresholds=Thresholds(startup_grace=30))
     assert worker_unresponsive.detect(s) == []
 
 
@@ -197,7 +197,7 @@ def test_broker_reachable_is_none() -> None:
 
 
 def test_task_failures_at_threshold_is_medium() -> None:
-    """A task failing exactly limits.task_failures times is a medium finding on the worker."""
+    """A task failing exactly thresholds.task_failures times is a medium finding on the worker."""
     findings = task_failures.detect(
         snap(worker_log=WorkerLog(failures={"app.a": 3, "app.b": 1})))
     assert len(findings) == 1
@@ -279,7 +279,7 @@ def test_beat_running_is_not_down() -> None:
 def test_beat_stalled_past_max_silence() -> None:
     """Beat silent for longer than max_silence is a medium finding."""
     s = snap(beat=beat(), beat_log=BeatLog(last_dispatch=NOW - 200),
-             limits=Limits(beat_max_silence=120))
+             thresholds=Thresholds(beat_max_silence=120))
     findings = beat_stalled.detect(s)
     assert len(findings) == 1
     assert findings[0].severity is Severity.MEDIUM
@@ -311,7 +311,7 @@ def test_beat_stalled_just_started() -> None:
 
 def test_beat_stalled_without_log() -> None:
     """Without a beat log (or any period to judge by) there is no finding."""
-    assert beat_stalled.detect(snap(beat=beat(), limits=Limits(beat_max_silence=1))) == []
+    assert beat_stalled.detect(snap(beat=beat(), thresholds=Thresholds(beat_max_silence=1))) == []
     assert beat_stalled.detect(snap(beat=beat(), beat_log=BeatLog(last_dispatch=NOW - 900))) == []
 
 
@@ -321,7 +321,7 @@ def test_beat_stalled_without_log() -> None:
 def test_memory_over_limit_is_medium() -> None:
     """A worker over the memory limit is a medium finding with the reading's source."""
     s = snap(usage=(UnitUsage(unit=W1, bytes=300 * MIB, source="cgroup"),),
-             limits=Limits(memory_bytes=200 * MIB))
+             thresholds=Thresholds(memory_bytes=200 * MIB))
     findings = memory_pressure.detect(s)
     assert len(findings) == 1
     assert findings[0].severity is Severity.MEDIUM
@@ -346,7 +346,7 @@ def test_memory_under_limit_is_none() -> None:
     """A worker under the limit, or with no reading, gives no finding."""
     s = snap(workers=(worker(W1), worker(W2)),
              usage=(UnitUsage(unit=W1, bytes=100 * MIB, source="psutil"),),
-             limits=Limits(memory_bytes=200 * MIB))
+             thresholds=Thresholds(memory_bytes=200 * MIB))
     assert memory_pressure.detect(s) == []
 
 
@@ -359,7 +359,7 @@ def _cpu(*points: tuple[float, float]) -> dict[str, tuple[CpuSample, ...]]:
 def test_sustained_cpu_is_medium() -> None:
     """Average CPU at or over the limit across the whole sustained window is a medium finding."""
     s = snap(cpu=_cpu((120, 0.0), (60, 57.0), (0, 114.0)),
-             limits=Limits(cpu_percent=90, cpu_sustained=120))
+             thresholds=Thresholds(cpu_percent=90, cpu_sustained=120))
     findings = memory_pressure.detect(s)
     assert [(f.severity, f.evidence["cpu_percent"]) for f in findings] == [
         (Severity.MEDIUM, 95.0)]
@@ -372,7 +372,7 @@ def test_sustained_cpu_is_medium() -> None:
 ])
 def test_cpu_not_sustained_is_none(points: tuple[tuple[float, float], ...]) -> None:
     """CPU under the limit, or not sampled for the whole window, gives no finding."""
-    s = snap(cpu=_cpu(*points), limits=Limits(cpu_percent=90, cpu_sustained=120))
+    s = snap(cpu=_cpu(*points), thresholds=Thresholds(cpu_percent=90, cpu_sustained=120))
     assert memory_pressure.detect(s) == []
 
 
@@ -543,7 +543,7 @@ def test_not_consuming_rabbitmq_with_consumer_is_none() -> None:
 def _fold(state: State, **readings: Any) -> WorkerLog:  # noqa: ANN401
     """Fold readings of no units but these into the state; the worker log's summary."""
     snapshot = history.fold(state, Readings(taken_at=NOW, workers=(), **readings),
-                            Limits(task_window=600, retry_loop=3))
+                            Thresholds(task_window=600, retry_loop=3))
     assert snapshot.worker_log is not None
     return snapshot.worker_log
 

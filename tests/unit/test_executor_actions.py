@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from healer.clock import ManualClock
 from healer.errors import ActionError, NotAllowed
 from healer.executor.executor import Executor
 from healer.policy.models import Step
-from healer.systemd.fake import FakeSystemd, unit
+from healer.testing import FakeSystemd, ManualClock, unit
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

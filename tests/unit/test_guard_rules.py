@@ -10,15 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from healer.config import GuardConfig
-from healer.notify.fake import RecordingNotifier
 from healer.policy.models import Limit, Match, Rule, Step
+from healer.testing import FakeCelery, RecordingNotifier
 from healer.vocabulary import FindingKey, Scenario
 from tests.unit.harness import (
     BROKER,
     W1,
     W2,
     W3,
-    FakeCelery,
     Harness,
     broker_down,
     broker_rule,
@@ -459,7 +458,7 @@ def test_an_incident_is_not_resolved_by_a_probe_that_could_not_look(tmp_path: Pa
     harness = Harness(fake, tmp_path, rules=[], broker=broker_down(fake))
     harness.run()
     assert BROKER_KEY in harness.store.load().incidents
-    harness.broker = _BrokenBroker()  # type: ignore[assignment]
+    harness.broker = _BrokenBroker()
 
     report = harness.run()
 

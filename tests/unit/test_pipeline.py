@@ -12,7 +12,7 @@ from healer.controls import Controls
 from healer.errors import BusUnavailable, SystemdError
 from healer.policy.loader import load_policies
 from healer.policy.models import Limit
-from healer.systemd.fake import FakeSystemd
+from healer.testing import FakeSystemd
 from healer.vocabulary import FindingKey, Scenario
 from tests.unit.harness import BROKER, W1, W2, W3, Harness, crashed, restart_rule, svc
 

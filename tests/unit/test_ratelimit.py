@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from healer.clock import ManualClock
 from healer.config import GuardConfig
 from healer.guard import ratelimit
 from healer.guard.guard import Guard
 from healer.policy.models import Limit, Step
 from healer.state import State
+from healer.testing import ManualClock
 
 ACTION = "restart_unit"
 W1 = "celery-w1.service"

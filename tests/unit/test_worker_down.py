@@ -6,7 +6,7 @@ import pytest
 
 from healer.detectors import worker_down
 from healer.model import Snapshot, UnitState
-from healer.systemd.fake import unit
+from healer.testing import unit
 from healer.vocabulary import FindingKey, Scenario, Severity
 
 W1 = "celery-w1.service"

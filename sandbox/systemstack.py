@@ -13,10 +13,10 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from healer.sandbox.base import SandboxError, wait_until
-from healer.sandbox.rootimage import VENV, ensure_image
-from healer.sandbox.stack import BEAT, NODE, WORKER, Deployment, beat_command, worker_command
-from healer.sandbox.systemmanager import SystemManager
+from sandbox.base import SandboxError, wait_until
+from sandbox.rootimage import VENV, ensure_image
+from sandbox.stack import APP_DIR, BEAT, NODE, WORKER, Deployment, beat_command, worker_command
+from sandbox.systemmanager import SystemManager
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,9 +27,10 @@ BROKER = "redis-server.service"
 HEALER = f"{VENV}/bin/healer"
 RULE = "/etc/polkit-1/rules.d/50-healer.rules"
 _RULES_LOADED = "Finished loading, compiling and executing"  # polkitd, after (re)loading
+APP_INSIDE = "/opt/healer/app"  # the sandbox's demoapp.py, copied in: healer's wheel lacks it
 _COMMANDS = {
-    WORKER: worker_command(f"{VENV}/bin/python", NODE),
-    BEAT: beat_command(f"{VENV}/bin/python", "/var/lib/celery/beat-schedule"),
+    WORKER: worker_command(f"{VENV}/bin/python", NODE, APP_INSIDE),
+    BEAT: beat_command(f"{VENV}/bin/python", "/var/lib/celery/beat-schedule", APP_INSIDE),
 }
 
 
@@ -71,7 +72,7 @@ class SystemStack(Deployment):
         # the source (setuptools leaves build/ behind, and would pack stale files from it).
         source, wheels = self.manager.folder / "source", self.manager.folder / "dist"
         shutil.copytree(self.project, source, ignore=shutil.ignore_patterns(
-            ".*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks"))
+            ".*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks", "sandbox"))
         built = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
              str(wheels), str(source)], capture_output=True, text=True, check=False,
@@ -81,6 +82,7 @@ class SystemStack(Deployment):
         wheel = next(wheels.glob("healer-*.whl"))
         inside = f"/opt/healer/{wheel.name}"
         self.manager.write(inside, wheel.read_bytes())
+        self.manager.write(f"{APP_INSIDE}/demoapp.py", (APP_DIR / "demoapp.py").read_bytes())
         run = self.manager.run
         run(f"{VENV}/bin/pip", "install", "--quiet", "--no-index", "--no-deps", inside)
         run("useradd", "--system", "--home-dir", "/var/lib/healer", "--shell",

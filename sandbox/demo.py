@@ -1,6 +1,6 @@
 """The quick-start demo: break a real Celery stack in a private systemd sandbox, let healer heal it.
 
-    python -m healer.sandbox.demo
+    python -m sandbox.demo
 
 Starts redis-server, a Celery worker and beat as units of a private systemd user manager,
 kills the worker with SIGKILL, runs ``healer run-once`` (dry run first, then for real) over
@@ -16,8 +16,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from healer.sandbox.base import SandboxError
-from healer.sandbox.stack import WORKER, CeleryStack
+from sandbox.base import SandboxError
+from sandbox.stack import WORKER, CeleryStack
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -29,16 +29,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healer.sandbox.base import (
-    Sandbox,
-    SandboxError,
-    claim,
-    hierarchies,
-    remove,
-    wait_until,
-)
-from healer.sandbox.rootimage import in_use
-from healer.sandbox.usermanager import check_prerequisites
+from sandbox.base import Sandbox, SandboxError, claim, hierarchies, remove, wait_until
+from sandbox.rootimage import in_use
+from sandbox.usermanager import check_prerequisites
 
 if TYPE_CHECKING:
     from typing import Self

@@ -13,9 +13,11 @@ import secrets
 import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from healer.clock import SystemClock
+from healer.wait import until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,11 +33,8 @@ class SandboxError(RuntimeError):
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.05) -> None:
     """Poll ``check`` until it is true; raise SandboxError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(pause)
+    if until(lambda: check() or None, timeout, SystemClock(), pause) is None:
+        raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 # v1 controllers a system manager uses; cpuset is left out (a new cpuset group starts empty).
@@ -73,18 +72,15 @@ def kill_cgroup(group: Path) -> None:
     """SIGKILL every process in the cgroup tree, then remove the tree, deepest first."""
     if not group.exists():
         return
-    for _ in range(100):
-        pids = {
-            int(p)
-            for procs in group.rglob("cgroup.procs")
-            for p in procs.read_text().split()
-        }
-        if not pids:
-            break
+
+    def emptied() -> bool | None:
+        pids = {int(p) for procs in group.rglob("cgroup.procs") for p in procs.read_text().split()}
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
+        return not pids or None
+
+    until(emptied, 5, SystemClock(), 0.05)  # what survives this is left to remove() to report
     for sub in sorted((d for d in group.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
         with contextlib.suppress(OSError):
             sub.rmdir()

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healer.sandbox.base import Sandbox, SandboxError, wait_until
-from healer.sandbox.usermanager import UserManager
 from healer.vocabulary import ActiveState
+from sandbox.base import Sandbox, SandboxError, wait_until
+from sandbox.usermanager import UserManager
 
 if TYPE_CHECKING:
     from typing import Self
@@ -29,15 +29,18 @@ NODE = "worker1@sandbox"
 _LOG_UNITS = {"celery.log": WORKER, "celerybeat.log": BEAT}
 
 
-def worker_command(python: str, node: str) -> str:
+APP_DIR = Path(__file__).resolve().parent  # demoapp.py: Celery loads it as ``demoapp`` here
+
+
+def worker_command(python: str, node: str, app_dir: object = APP_DIR) -> str:
     """A worker's ExecStart: one pool process, no mingle or gossip, task events on."""
-    return (f"{python} -m celery -A healer.sandbox.demoapp worker --hostname={node} "
+    return (f"{python} -m celery --workdir={app_dir} -A demoapp worker --hostname={node} "
             "--concurrency=1 --loglevel=INFO --without-mingle --without-gossip -E")
 
 
-def beat_command(python: str, schedule: object) -> str:
+def beat_command(python: str, schedule: object, app_dir: object = APP_DIR) -> str:
     """Beat's ExecStart, with its schedule file."""
-    return (f"{python} -m celery -A healer.sandbox.demoapp beat --schedule={schedule} "
+    return (f"{python} -m celery --workdir={app_dir} -A demoapp beat --schedule={schedule} "
             "--loglevel=INFO")
 
 

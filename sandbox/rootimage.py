@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import tomllib
 
-from healer.sandbox.base import SandboxError
+from sandbox.base import SandboxError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -22,14 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from healer.sandbox.base import (
-    Sandbox,
-    SandboxError,
-    claim,
-    hierarchies,
-    remove,
-    wait_until,
-)
+from sandbox.base import Sandbox, SandboxError, claim, hierarchies, remove, wait_until
 
 if TYPE_CHECKING:
     from typing import Self
