@@ -1,8 +1,9 @@
-"""The command line; the only place that wires healer's parts together.
+"""healer: self-healing remediation for Celery deployments run by systemd.
 
-Exit codes: run-once 0 healthy, 1 still unhealthy, 2 usage or configuration error, 3 could not
-do its job (no D-Bus, state or audit log unusable). diagnose follows Nagios: 0 OK, 1 WARNING,
-2 CRITICAL, 3 UNKNOWN.
+The command line parses arguments, loads the config once, calls, and maps errors to exit codes.
+Every command: 0 done (or healthy, OK); 1 the check failed (run-once still unhealthy, audit
+verify BROKEN); 2 usage, configuration or input error; 3 could not do its job (no D-Bus, its
+state or audit log unwritable). diagnose follows Nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from healer.pipeline import Pipeline
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
+MAX_PAUSE = 365 * 86400.0
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # what useradd accepts by default
 
 
 def _pipeline(config: Config, args: argparse.Namespace) -> Pipeline:
@@ -48,8 +52,9 @@ def cmd_pause(config: Config, args: argparse.Namespace) -> int:
         duration = float(str(parse_duration(args.duration))) if args.duration else None
     except ValueError as exc:
         raise ConfigError(f"--for: {exc}") from exc
-    if duration is not None and duration <= 0:
-        raise ConfigError(f"--for {args.duration}: a pause needs a duration above zero")
+    if duration is not None and not 0 < duration <= MAX_PAUSE:
+        raise ConfigError(f"--for {args.duration}: a pause lasts above zero and at most "
+                          "365 days (without --for: until resumed)")
     print(compose.controls(config, SystemClock()).pause(args.unit, duration, args.reason))
     return EXIT_OK
 
@@ -62,8 +67,11 @@ def cmd_resume(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_policy_check(config: Config | None, args: argparse.Namespace) -> int:
     """Validate policy files (PATH, else the config's); errors name file, line and field."""
-    path = args.path or _loaded(config).paths.policies
-    rules = load_policies(path)
+    if args.path:
+        path, rules = args.path, load_policies(args.path)
+    else:
+        path, rules = _loaded(config).paths.policies, compose.rules(_loaded(config),
+                                                                    args.config_path)
     print(f"{path}: {len(rules)} rule(s) OK")
     return EXIT_OK
 
@@ -139,9 +147,15 @@ def _audit_filters(args: argparse.Namespace) -> review.Filters:
     from healer.audit import review
 
     now = datetime.now(timezone.utc)
+
+    def moment(option: str, text: str | None, end: bool = False) -> str | None:
+        try:
+            return review.moment(text, now, end) if text else None
+        except ConfigError as exc:
+            raise ConfigError(f"{option} {exc}") from exc
+
     return review.Filters(
-        since=review.moment(args.since, now) if args.since else None,
-        until=review.moment(args.until, now, end=True) if args.until else None,
+        since=moment("--since", args.since), until=moment("--until", args.until, end=True),
         unit=args.unit, scenario=args.scenario, outcome=args.outcome,
     )
 
@@ -236,7 +250,10 @@ def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
     from healer.deploy import polkit
     from healer.systemd.dbus_backend import DBusSystemd
 
-    rules = load_policies(config.paths.policies)
+    if not USER_NAME.match(args.user):
+        raise ConfigError(f"--user {args.user[:40]!r}: not a user name (a-z, 0-9, _ and -, "
+                          "at most 32)")
+    rules = compose.rules(config, args.config_path)
     try:
         ids = polkit.unit_ids(DBusSystemd(config.systemd.bus, SystemClock()), config.units.all())
     except ProbeError as exc:

@@ -5,10 +5,12 @@ Relative paths are taken from the config file's folder.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from healer import safefile
 from healer.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -27,6 +30,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_CONFIG = Path("/etc/healer/healer.toml")
+MAX_CONFIG = 2**20  # bytes; a config is a few KiB
 DEFAULT_POLICIES = Path(__file__).resolve().parent / "default_policies"
 LOOPBACK = r"^(127\.\d+\.\d+\.\d+|localhost):\d+$"  # metrics are served on loopback only
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)$")
@@ -39,6 +43,45 @@ def _unit_name(value: str) -> str:
 
 
 UnitName = Annotated[str, AfterValidator(_unit_name)]
+
+DAY = 86400.0
+
+
+def finite(most: float, least: float = 0, inclusive: bool = False) -> object:
+    """A finite number above ``least`` (or from it, ``inclusive``) up to ``most``."""
+    low = {"ge": least} if inclusive else {"gt": least}
+    return Field(le=most, allow_inf_nan=False, **low)  # type: ignore[call-overload]
+
+
+def count(most: int, least: int = 1) -> object:
+    """A whole number from ``least`` to ``most``."""
+    return Field(ge=least, le=most)
+
+
+def _clean_path(value: Path) -> Path:
+    if "\x00" in str(value) or not value.name:
+        raise ValueError("not a file path (a NUL byte, or no file name)")
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(_clean_path)]
+BROKER_SCHEMES = frozenset({"redis", "rediss", "unix", "amqp", "amqps", "pyamqp"})
+
+
+def _broker_url(value: str) -> str:
+    """A URL of a broker healer can probe; the message never repeats it (it may hold a secret)."""
+    try:
+        scheme = urlsplit(value).scheme
+        _ = urlsplit(value).port
+    except ValueError as exc:
+        raise ValueError(f"not a URL healer can parse ({exc})") from None
+    if scheme not in BROKER_SCHEMES:
+        raise ValueError(f"unsupported broker scheme {scheme!r} "
+                         "(redis://, rediss://, amqp://, amqps://)")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")]
 
 
 class Section(BaseModel):
@@ -56,19 +99,20 @@ class SystemdConfig(Section):
 class CeleryConfig(Section):
     """How to reach Celery's broker and which nodes and queues to expect."""
 
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    queues: list[str] = Field(default_factory=lambda: ["celery"])
-    nodes: list[str] | None = None
-    broker_timeout: float = Field(default=0.5, gt=0, le=30)
-    ping_timeout: float = Field(default=0.5, gt=0, le=30)
-    worker_log: Literal["journal"] | Path | None = None
+    broker_url: Annotated[str, Field(max_length=4096, pattern=r"^[^\x00-\x1f]*$"),
+                          AfterValidator(_broker_url)] = "redis://127.0.0.1:6379/0"
+    queues: list[Name] = Field(default_factory=lambda: ["celery"], min_length=1, max_length=1000)
+    nodes: list[Name] | None = Field(default=None, max_length=10_000)
+    broker_timeout: Annotated[float, finite(30)] = 0.5
+    ping_timeout: Annotated[float, finite(30)] = 0.5
+    worker_log: Literal["journal"] | FilePath | None = None
     task_events: bool = False
 
 
 class UnitsConfig(Section):
     """The allowlist: these units, and only these, may be acted on."""
 
-    workers: list[UnitName] = Field(min_length=1)
+    workers: list[UnitName] = Field(min_length=1, max_length=10_000)
     beat: UnitName | None = None
     broker: UnitName | None = None
 
@@ -81,31 +125,31 @@ class UnitsConfig(Section):
 class BeatConfig(Section):
     """Where beat keeps its schedule."""
 
-    schedule_file: Path | None = None
-    log: Literal["journal"] | Path | None = None
-    max_silence: float | None = Field(default=None, gt=0)
+    schedule_file: FilePath | None = None
+    log: Literal["journal"] | FilePath | None = None
+    max_silence: Annotated[float, finite(DAY)] | None = None
 
 
 class PathsConfig(Section):
     """Where healer keeps its state, its audit log and its policies."""
 
-    state_dir: Path = Path("/var/lib/healer")
-    audit_log: Path = Path("/var/log/healer/audit.jsonl")
-    policies: Path = DEFAULT_POLICIES
+    state_dir: FilePath = Path("/var/lib/healer")
+    audit_log: FilePath = Path("/var/log/healer/audit.jsonl")
+    policies: FilePath = DEFAULT_POLICIES
 
 
 class ThresholdsConfig(Section):
     """When a signal becomes a finding."""
 
-    queue_backlog: int = Field(default=100, ge=1)
-    memory_mb: float = Field(default=1024, gt=0)
-    task_failures: int = Field(default=3, ge=1)
-    task_window: float = Field(default=600, gt=0)
-    retry_loop: int = Field(default=3, ge=2)
-    not_consuming_after: float = Field(default=60, gt=0)
-    startup_grace: float = Field(default=30, ge=0)
-    cpu_percent: float = Field(default=90, gt=0)
-    cpu_sustained: float = Field(default=120, gt=0)
+    queue_backlog: Annotated[int, count(10**9)] = 100
+    memory_mb: Annotated[float, finite(2.0**24)] = 1024  # up to 16 TiB
+    task_failures: Annotated[int, count(10**6)] = 3
+    task_window: Annotated[float, finite(7 * DAY)] = 600
+    retry_loop: Annotated[int, count(10**6, least=2)] = 3
+    not_consuming_after: Annotated[float, finite(DAY)] = 60
+    startup_grace: Annotated[float, finite(DAY, inclusive=True)] = 30
+    cpu_percent: Annotated[float, finite(100_000)] = 90  # percent of one core
+    cpu_sustained: Annotated[float, finite(DAY)] = 120
 
 
 class DatabaseConfig(Section):
@@ -113,17 +157,17 @@ class DatabaseConfig(Section):
 
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    timeout: float = Field(default=0.5, gt=0, le=30)
+    timeout: Annotated[float, finite(30)] = 0.5
 
 
 class GuardConfig(Section):
     """Limits over every target at once: the budget, the storm guard, the breaker."""
 
-    budget_per_hour: int = Field(default=30, ge=1)
-    storm_share: float = Field(default=0.5, gt=0, le=1)
-    storm_max_units: int = Field(default=3, ge=1)
-    storm_min_units: int = Field(default=3, ge=1)
-    breaker_cooldown: float = Field(default=3600, gt=0)
+    budget_per_hour: Annotated[int, count(10_000)] = 30
+    storm_share: Annotated[float, finite(1)] = 0.5
+    storm_max_units: Annotated[int, count(10_000)] = 3
+    storm_min_units: Annotated[int, count(10_000)] = 3
+    breaker_cooldown: Annotated[float, finite(30 * DAY)] = 3600
 
 
 class EscalationConfig(Section):
@@ -132,8 +176,8 @@ class EscalationConfig(Section):
     webhook: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     format: Literal["generic", "slack", "pagerduty"] = "generic"
     routing_key: str | None = None
-    timeout: float = Field(default=5, gt=0, le=60)
-    attempts: int = Field(default=3, ge=1, le=10)
+    timeout: Annotated[float, finite(60)] = 5
+    attempts: Annotated[int, count(10)] = 3
 
     @model_validator(mode="after")
     def _pagerduty_needs_a_key(self) -> EscalationConfig:
@@ -145,17 +189,17 @@ class EscalationConfig(Section):
 class JournalConfig(Section):
     """Where to read logs set to "journal": the system journal, or a journal directory."""
 
-    directory: Path | None = None
+    directory: FilePath | None = None
     scope: Literal["system", "user"] = "system"
 
 
 class AgentConfig(Section):
     """The unattended agent's loop and its metrics."""
 
-    interval: float = Field(default=5, gt=0)
-    jitter: float = Field(default=0.1, ge=0, lt=1)
+    interval: Annotated[float, finite(DAY)] = 5
+    jitter: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
     metrics_listen: str | None = Field(default=None, pattern=LOOPBACK)
-    metrics_textfile: Path | None = None
+    metrics_textfile: FilePath | None = None
 
 
 class Config(Section):
@@ -186,23 +230,32 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _resolve(base: Path, path: Path) -> Path:
-    return path if path.is_absolute() else (base / path).resolve()
+    """Relative to the config's folder, without following links (a planted one stays seen)."""
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
 def load_config(path: Path) -> Config:
     """Read and validate the config file; relative paths are taken from the file's folder."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(safefile.read_capped(path, MAX_CONFIG).decode("utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such config file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply") from exc
     base = path.resolve().parent
 
     def resolved(section: Section, *keys: str) -> Section:

@@ -2,6 +2,7 @@
 
     HealerError
     ├── ConfigError          bad configuration or policy input (exit 2); names file, key or line
+    │   └── AuditCorrupt     an audit log's file is not what healer wrote (a torn .gz rotation)
     ├── ProbeError           the world could not be read (exit 3 from run-once)
     │   └── BusUnavailable   no D-Bus connection to systemd
     ├── ActionError          a remediation could not be carried out
@@ -23,6 +24,10 @@ class HealerError(Exception):
 
 class ConfigError(HealerError):
     """Bad configuration or policy input; the message names the file and key or line."""
+
+
+class AuditCorrupt(ConfigError):
+    """An audit log file cannot be read back as written (``audit verify`` says BROKEN)."""
 
 
 class ProbeError(HealerError):

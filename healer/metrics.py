@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from healer import safefile
 from healer.vocabulary import ACTED, ESCALATIONS
 
 if TYPE_CHECKING:
@@ -54,5 +55,5 @@ class Metrics:
         self.failures.labels(reason).inc()
 
     def write(self, path: Path) -> None:
-        """Write the node_exporter textfile (atomically: temp file, rename)."""
-        write_to_textfile(str(path), self.registry)
+        """Write the node_exporter textfile atomically, never through a planted link."""
+        safefile.replace(path, generate_latest(self.registry))

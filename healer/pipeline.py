@@ -329,6 +329,11 @@ class Pipeline:
                        Outcome.UNREACHABLE if isinstance(exc, BusUnavailable) else
                        Outcome.FAILED)
             detail, extra = str(exc), {"error": error}
+        except BaseException as exc:  # a bug or an interrupt: the intent still gets its end
+            self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=Outcome.FAILED,
+                              detail=f"{type(exc).__name__}: {exc}",
+                              error=type(exc).__name__, **fields)
+            raise
         self._stale = self._stale or outcome in ACTED
         self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
+from healer import safefile
 from healer.errors import StateError
 from healer.model import BeatLog, CpuSample, LogCursor, Sample
-from healer.ownership import adopt
 from healer.vocabulary import Outcome, StoredKey
 
 if TYPE_CHECKING:
@@ -79,6 +79,9 @@ class State(BaseModel):
         self.actions[attempt.key], self.spent = attempt.times, attempt.spent
 
 
+MAX_STATE = 64 * 2**20  # far above what the windows kept in it can hold
+
+
 class StateStore:
     """Load and save ``State`` in ``state_dir/state.json``; ``locked()`` serialises passes."""
 
@@ -101,13 +104,13 @@ class StateStore:
         """
         self._ensure_dir()
         try:
-            handle = (self.dir / "lock").open("a")
+            fd = safefile.open_for_writing(self.dir / "lock", append=True)
         except OSError as exc:
-            raise StateError(f"cannot open the lock in {self.dir}: {exc}") from exc
-        with handle:
+            raise StateError(f"cannot open the lock {self.dir / 'lock'}: {exc.strerror}"
+                             ) from exc
+        try:
             try:
-                adopt(handle.fileno(), self.dir)
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 yield False
                 return
@@ -116,34 +119,33 @@ class StateStore:
             try:
                 yield True
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def load(self) -> State:
         """The saved state, or a fresh one when there is none yet."""
         try:
-            return State.model_validate_json(self.path.read_bytes())
+            return State.model_validate_json(safefile.read_capped(self.path, MAX_STATE,
+                                                                  follow=False))
         except FileNotFoundError:
             return State()
-        except (OSError, ValidationError, ValueError) as exc:
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read the state: {exc.strerror}") from exc
+        except (ValidationError, ValueError) as exc:
             first = str(exc).splitlines()[0]
             raise StateError(f"{self.path}: unreadable state ({first}); move it aside to reset"
                              ) from exc
 
     def save(self, state: State) -> None:
-        """Write atomically: temp file, fsync, rename over, fsync the folder."""
+        """Write atomically: temp file, fsync, rename over, fsync the folder (no link followed)."""
         self._ensure_dir()
-        tmp = self.path.with_suffix(".tmp")
         try:
-            with tmp.open("w", encoding="utf-8") as handle:
-                adopt(handle.fileno(), self.dir)
-                json.dump(state.model_dump(mode="json"), handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(self.path)
-            folder = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-        except OSError as exc:
+            data = json.dumps(state.model_dump(mode="json"), separators=(",", ":"),
+                              allow_nan=False).encode()
+        except ValueError as exc:  # bounded inputs make this a bug, never a file that lies
             raise StateError(f"cannot write {self.path}: {exc}") from exc
+        try:
+            safefile.replace(self.path, data)
+        except OSError as exc:
+            raise StateError(f"cannot write {self.path}: {exc.strerror}") from exc

@@ -22,7 +22,8 @@ def timestamp(when: datetime) -> str:
 def canonical(record: dict[str, Any]) -> bytes:
     """The bytes that are hashed: sorted keys, no spaces, "hash" left out."""
     body = {k: v for k, v in record.items() if k != "hash"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
 
 
 def seal(record: dict[str, Any], prev: str | None) -> dict[str, Any]:

@@ -7,17 +7,23 @@ the writer sets it aside in ``audit.jsonl.torn`` before appending again.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import re
+import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
+
+from healer import safefile
+from healer.errors import AuditCorrupt, ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from io import BufferedReader
     from pathlib import Path
 
 TAIL = 64 * 1024
+MAX_LINE = 4 * 2**20  # a longer line is not a record healer wrote: it is read as a bad one
 
 
 @dataclass(frozen=True)
@@ -37,35 +43,59 @@ def rotations(path: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _open(path: Path) -> gzip.GzipFile | BufferedReader:
-    """A rotation or the current file, for reading (gunzipped when it ends in .gz)."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[IO[bytes]]:
+    """A rotation or the current file, for reading (gunzipped when it ends in .gz).
+
+    It must be a regular file; a .gz that ends early or is not gzip is AuditCorrupt.
+    """
+    try:
+        with safefile.reading(path) as fd, os.fdopen(os.dup(fd), "rb") as raw:
+            if path.suffix != ".gz":
+                yield raw
+                return
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield cast("IO[bytes]", unzipped)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise AuditCorrupt(f"{path}: not a whole gzip file ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the audit log: {exc.strerror or exc}") from exc
+
+
+def _lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """Each line with its newline; a line longer than MAX_LINE comes cut (it cannot parse)."""
+    while line := handle.readline(MAX_LINE):
+        if len(line) == MAX_LINE and not line.endswith(b"\n"):
+            while (rest := handle.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+            line += b"\n" if rest else b""
+        yield line
 
 
 def history(path: Path) -> Iterator[Line]:
     """Every complete line of every file, oldest first; a torn tail is left out."""
     for file in [*rotations(path), path]:
-        if not file.exists():
+        if not file.exists() and not file.is_symlink():
             continue
         with _open(file) as handle:
-            for number, raw in enumerate(handle, 1):
+            for number, raw in enumerate(_lines(handle), 1):
                 if raw.endswith(b"\n"):
                     yield Line(file, number, raw[:-1])
 
 
 def _end(file: Path) -> bytes:
     """Enough of the file's end to hold its last complete line whole, and any torn tail."""
-    if file.suffix == ".gz":
-        with _open(file) as whole:
-            return whole.read()
-    with file.open("rb") as handle:
+    with _open(file) as handle:
+        if file.suffix == ".gz":
+            return handle.read()
         size = handle.seek(0, 2)
         start = max(0, size - TAIL)
         handle.seek(start)
         data = handle.read()
-    if start and data.count(b"\n") < 2:  # the last line is longer than the window
-        return file.read_bytes()
-    return data
+        if start and data.count(b"\n") < 2:  # the last line is longer than the window
+            handle.seek(0)
+            return handle.read()
+        return data
 
 
 def torn_tail(path: Path) -> bytes:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from healer import safefile
 from healer.audit import chain, files
-from healer.errors import StateError
-from healer.ownership import adopt
+from healer.errors import ConfigError, StateError
 from healer.vocabulary import Event
 
 if TYPE_CHECKING:
@@ -40,9 +40,8 @@ class _ChainedLines:
         """Append one record durably."""
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = safefile.open_for_writing(self._path, append=True)
             try:
-                adopt(fd, self._path.parent)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._set_aside_torn_tail(fd, record["ts"])
                 self._append(fd, record)
@@ -50,24 +49,30 @@ class _ChainedLines:
             finally:
                 os.close(fd)
         except OSError as exc:
+            raise StateError(f"cannot write audit log {self._path}: {exc.strerror or exc}"
+                             ) from exc
+        except (ConfigError, ValueError) as exc:  # no record to chain onto; a value not JSON
             raise StateError(f"cannot write audit log {self._path}: {exc}") from exc
 
     def _append(self, fd: int, record: dict[str, Any]) -> None:
-        last = files.last_line(self._path)
-        prev = json.loads(last).get("hash") if last else None
+        last = json.loads(files.last_line(self._path) or "null")
+        if last is not None and not isinstance(last, dict):
+            raise ValueError("its last line is not a record (see `healer audit verify`)")
+        prev = last.get("hash") if last else None
         sealed = chain.seal(record, prev)
-        os.write(fd, (json.dumps(sealed, ensure_ascii=False) + "\n").encode())
+        os.write(fd, (json.dumps(sealed, ensure_ascii=False, allow_nan=False) + "\n").encode())
 
     def _set_aside_torn_tail(self, fd: int, ts: str) -> None:
         torn = files.torn_tail(self._path)
         if not torn:
             return
         keep = self._path.with_name(self._path.name + ".torn")
-        with keep.open("ab") as side:
-            adopt(side.fileno(), keep.parent)
-            side.write(torn + b"\n")
-            side.flush()
-            os.fsync(side.fileno())
+        side = safefile.open_for_writing(keep, append=True)
+        try:
+            os.write(side, torn + b"\n")
+            os.fsync(side)
+        finally:
+            os.close(side)
         os.ftruncate(fd, os.fstat(fd).st_size - len(torn))
         self._append(fd, {"ts": ts, "event": Event.TORN_TAIL_SET_ASIDE, "incident": None,
                           "bytes": len(torn), "kept_in": str(keep)})

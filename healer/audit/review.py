@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from healer.audit import chain, files
-from healer.errors import ConfigError
+from healer.errors import AuditCorrupt, ConfigError
 from healer.policy.models import parse_duration
 from healer.vocabulary import Event, IncidentOutcome, Outcome
 
@@ -45,7 +45,10 @@ def moment(text: str, now: datetime, end: bool = False) -> str:
         except ValueError as exc:
             raise ConfigError(f"{text!r} is neither a date (2026-11-24T16:00) nor a duration "
                               "(2h, 30m)") from exc
-        when = now - timedelta(seconds=float(str(ago)))
+        try:
+            when = now - timedelta(seconds=float(str(ago)))
+        except OverflowError as exc:
+            raise ConfigError(f"{text!r} reaches back before the year 1") from exc
     return chain.timestamp(when)
 
 
@@ -58,6 +61,16 @@ class Filters:
     unit: str | None = None
     scenario: str | None = None
     outcome: str | None = None
+
+
+_TEXT_FIELDS = ("incident", "scenario", "unit", "action", "outcome")
+
+
+def _is_record(record: object) -> bool:
+    """Shaped as healer writes records: ts and event text; the fields a review reads, text."""
+    return isinstance(record, dict) and isinstance(record.get("ts"), str) \
+        and isinstance(record.get("event"), str) \
+        and all(isinstance(record.get(k), str | None) for k in _TEXT_FIELDS)
 
 
 def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
@@ -75,9 +88,11 @@ def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
         if (unit and unit not in raw) or (scenario and scenario not in raw):
             continue
         try:
-            yield json.loads(raw)
+            record = json.loads(raw)
         except ValueError:
             continue  # `verify` names it; a review skips it
+        if _is_record(record):
+            yield record  # anything else is not a record healer wrote: verify names it
 
 
 @dataclass
@@ -181,7 +196,14 @@ def verify(path: Path) -> ChainCheck:
     """Check every record's hash and its link to the one before; stop at the first bad one."""
     prev: str | None = None
     count, first_ts, last_ts = 0, None, None
-    for line in files.history(path):
+    lines = files.history(path)
+    while True:
+        try:
+            line = next(lines, None)
+        except AuditCorrupt as exc:  # a rotation cut short: the history stops being provable
+            return ChainCheck(count, first_ts, last_ts, str(exc), 0)
+        if line is None:
+            return ChainCheck(count, first_ts, last_ts, None, len(files.torn_tail(path)))
         where = f"{line.file}:{line.number}"
         try:
             record = json.loads(line.raw)
@@ -189,10 +211,10 @@ def verify(path: Path) -> ChainCheck:
             return ChainCheck(count, first_ts, last_ts, f"{where}: not a JSON record", 0)
         if not isinstance(record, dict) or not chain.intact(record):
             return ChainCheck(count, first_ts, last_ts,
-                           f"{where}: record {count + 1} does not match its hash (edited?)", 0)
+                              f"{where}: record {count + 1} does not match its hash (edited?)", 0)
         if count and record.get("prev") != prev:
             return ChainCheck(count, first_ts, last_ts, f"{where}: record {count + 1} does not "
-                           "follow the one before (removed or reordered?)", 0)
+                              "follow the one before (removed or reordered?)", 0)
         prev, count = record["hash"], count + 1
-        first_ts, last_ts = first_ts or record.get("ts"), record.get("ts")
-    return ChainCheck(count, first_ts, last_ts, None, len(files.torn_tail(path)))
+        ts = record.get("ts")
+        first_ts, last_ts = first_ts or str(ts), str(ts)

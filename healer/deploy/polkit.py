@@ -102,7 +102,8 @@ def rule(config: Config, rules: list[Rule], user: str, source: str,
         "    }\n")
     return (
         f"// /etc/polkit-1/rules.d/50-healer.rules, made by `healer deploy polkit` from\n"
-        f"// {source}. It lets {user} act on exactly these units with exactly these verbs.\n"
+        f"// {json.dumps(source)}. It lets {json.dumps(user)} act on exactly these units with "
+        "exactly these verbs.\n"
         f"{aliases}"
         "polkit.addRule(function(action, subject) {\n"
         f"    if (subject.user != {json.dumps(user)}) {{\n"

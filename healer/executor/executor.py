@@ -6,6 +6,7 @@ asked, and every action ends in a verification: a job that is "done" is not heal
 
 from __future__ import annotations
 
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +119,27 @@ class Executor:
             f"{', '.join(silent)} not reconnected" if silent else "running workers reconnected")
         return Verified(Outcome.HEALED, detail, {"silent_workers": ", ".join(silent) or None})
 
-    def _move_schedule_aside(self) -> list[str]:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock.time()))
-        moved: list[str] = []
+    def _schedule_files(self) -> list[Path]:
+        """The schedule file and its shelve siblings that exist; each must be a regular file."""
+        found = []
         for suffix in SCHEDULE_SUFFIXES:
             path = Path(f"{self.schedule_file}{suffix}")
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ActionError(f"cannot look at {path}: {exc.strerror}") from exc
+            if not stat.S_ISREG(mode):
+                raise ActionError(f"{path} is not a regular file (a folder, link or device): "
+                                  "refusing to move it aside; check [beat] schedule_file")
+            found.append(path)
+        return found
+
+    def _move_schedule_aside(self, files: list[Path]) -> list[str]:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock.time()))
+        moved: list[str] = []
+        for path in files:
             if path.exists():
                 backup = path.with_name(f"{path.name}.healer-{stamp}")
                 try:
@@ -137,9 +154,10 @@ class Executor:
         """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
         if self.schedule_file is None:
             raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
+        self._schedule_files()  # refused before beat is stopped
         self._job("stop", unit)
         try:
-            moved = self._move_schedule_aside()
+            moved = self._move_schedule_aside(self._schedule_files())
         finally:
             # Whatever happened to the files, beat is started again: a beat left stopped by
             # healer would read as an operator's stop and be held for good.

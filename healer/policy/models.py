@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -19,18 +20,23 @@ _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: object) -> object:
-    """Seconds from a number or a string such as "90s", "10m", "1h30m"."""
+    """Seconds from a number or a string such as "90s", "10m", "1h30m"; always finite."""
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
-        parts = _DURATION.findall(text)
+        parts = _DURATION.findall(text) if len(text) <= 64 else []
         if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{value!r} is not a duration (e.g. 30s, 10m, 1h30m)")
-        return sum(float(n) * _SECONDS[u] for n, u in parts)
+            raise ValueError(f"{value[:64]!r} is not a duration (e.g. 30s, 10m, 1h30m)")
+        value = sum(float(n) * _SECONDS[u] for n, u in parts)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a duration must be a finite number of seconds")
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Backoff = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+MAX_DURATION = 30 * 86400.0  # every duration of a policy is at most 30 days
+Duration = Annotated[float, BeforeValidator(parse_duration),
+                     Field(gt=0, le=MAX_DURATION, allow_inf_nan=False)]
+Backoff = Annotated[float, BeforeValidator(parse_duration),
+                    Field(ge=0, le=MAX_DURATION, allow_inf_nan=False)]
 Action = Literal[
     "restart_unit", "reset_failed", "daemon_reload", "restart_broker", "clear_beat_schedule",
     "escalate",
@@ -46,7 +52,7 @@ class Strict(BaseModel):
 class Limit(Strict):
     """At most ``max`` attempts on one target within ``within`` seconds ("N within M")."""
 
-    max: int = Field(default=3, ge=1)
+    max: int = Field(default=3, ge=1, le=1000)
     within: Duration = 900.0
 
 

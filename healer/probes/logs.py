@@ -10,11 +10,13 @@ the shortest period it keeps, and schedule-file trouble (corrupt versus locked b
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from healer import safefile
 from healer.errors import ProbeError
 from healer.model import LogCursor, TaskEvent
 from healer.vocabulary import TaskEventKind
@@ -45,11 +47,12 @@ _LOCKED = re.compile(r"Resource temporarily unavailable")
 def read_new(path: Path, cursor: LogCursor | None) -> tuple[list[str], LogCursor]:
     """Lines added since ``cursor`` (the last 64 KiB on first sight), and the new cursor.
 
-    A missing or unreadable file is a ProbeError (unknown), never "nothing logged".
+    A missing or unreadable file, or one that is not a regular file (a FIFO would block the
+    pass), is a ProbeError (unknown), never "nothing logged".
     """
     try:
-        with path.open("rb") as handle:
-            stat = path.stat()
+        with safefile.reading(path) as fd, os.fdopen(os.dup(fd), "rb") as handle:
+            stat = os.fstat(fd)
             if cursor is None:
                 start = max(0, stat.st_size - FIRST_READ)
             elif cursor.inode != stat.st_ino or cursor.offset > stat.st_size:

@@ -306,7 +306,7 @@ def test_two_writers_at_once_never_fork_the_chain(tmp_path: Path) -> None:
 
 
 def test_files_root_writes_belong_to_the_folders_owner(tmp_path: Path) -> None:
-    """Written as root in the service user's folder, the log and its .torn stay that user's."""
+    """As root in the service user's folder, what healer makes is theirs; old files keep theirs."""
     folder = tmp_path / "log"
     folder.mkdir()
     os.chown(folder, NOBODY, NOBODY)
@@ -315,7 +315,9 @@ def test_files_root_writes_belong_to_the_folders_owner(tmp_path: Path) -> None:
     write(AuditLog(path, clock), clock, 1)
     with path.open("ab") as handle:
         handle.write(TORN)
+    assert (path.stat().st_uid, path.stat().st_gid) == (NOBODY, NOBODY)
     os.chown(path, 0, 0)  # an older root run left it root's
     write(AuditLog(path, clock), clock, 1)
-    for written in (path, folder / "audit.jsonl.torn"):
-        assert (written.stat().st_uid, written.stat().st_gid) == (NOBODY, NOBODY)
+    torn = folder / "audit.jsonl.torn"
+    assert (torn.stat().st_uid, torn.stat().st_gid) == (NOBODY, NOBODY)
+    assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
