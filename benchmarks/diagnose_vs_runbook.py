@@ -46,7 +46,7 @@ def main() -> None:
             run_once.append(timed([*healer, "run-once"]))
         path = stack.config()
         loaded = load_config(path)
-        pipeline = compose.pipeline(loaded, compose.real_world(loaded, SystemClock(), path),
+        pipeline = compose.pipeline(loaded, compose.real_world(loaded, SystemClock()),
                                     compose.rules(loaded, path))
         warm = []
         for _ in range(rounds * 10):

@@ -170,7 +170,7 @@ class Runtime:
         self._fresh = False
         events = TaskEvents(config.celery.broker_url, self.clock) \
             if config.celery.task_events else None
-        world = compose.real_world(config, self.clock, self._source, events)
+        world = compose.real_world(config, self.clock, events)
         pipeline = compose.pipeline(config, world, compose.rules(config, self._source))
         for old in self._listeners:
             old.stop()

@@ -40,7 +40,7 @@ USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # what useradd accepts by d
 def _pipeline(config: Config, args: argparse.Namespace) -> Pipeline:
     """The pass over the real world: policies first (exit 2), then D-Bus (exit 3)."""
     rules = compose.rules(config, args.config_path)
-    return compose.pipeline(config, compose.real_world(config, SystemClock(), args.config_path),
+    return compose.pipeline(config, compose.real_world(config, SystemClock()),
                             rules)
 
 
@@ -250,7 +250,7 @@ def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
     from healer.deploy import polkit
     from healer.systemd.dbus_backend import DBusSystemd
 
-    if not USER_NAME.match(args.user):
+    if not USER_NAME.fullmatch(args.user):
         raise ConfigError(f"--user {args.user[:40]!r}: not a user name (a-z, 0-9, _ and -, "
                           "at most 32)")
     rules = compose.rules(config, args.config_path)

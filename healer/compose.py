@@ -63,15 +63,11 @@ class World:
     events: TaskEvents | None = None
 
 
-def real_world(config: Config, clock: Clock, source: Path, events: TaskEvents | None = None
-               ) -> World:
+def real_world(config: Config, clock: Clock, events: TaskEvents | None = None) -> World:
     """The real boundary for a config; connects to nothing yet (D-Bus connects on first use)."""
     from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
 
-    try:
-        broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+    broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
     hook = config.escalation
     webhook = Webhook(hook.webhook, hook.format, hook.routing_key, hook.timeout, hook.attempts,
                       clock.sleep) if hook.webhook else None

@@ -32,12 +32,14 @@ else:  # pragma: no cover - exercised on 3.10 only
 DEFAULT_CONFIG = Path("/etc/healer/healer.toml")
 MAX_CONFIG = 2**20  # bytes; a config is a few KiB
 DEFAULT_POLICIES = Path(__file__).resolve().parent / "default_policies"
-LOOPBACK = r"^(127\.\d+\.\d+\.\d+|localhost):\d+$"  # metrics are served on loopback only
+# metrics are served on loopback only, on a port from 1 to 65535
+LOOPBACK = (r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):"
+            r"([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)$")
 
 
 def _unit_name(value: str) -> str:
-    if not _UNIT_NAME.match(value):
+    if not _UNIT_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a systemd unit name (e.g. celery.service)")
     return value
 
@@ -65,7 +67,8 @@ def _clean_path(value: Path) -> Path:
 
 
 FilePath = Annotated[Path, AfterValidator(_clean_path)]
-BROKER_SCHEMES = frozenset({"redis", "rediss", "unix", "amqp", "amqps", "pyamqp"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 
 
 def _broker_url(value: str) -> str:
@@ -75,7 +78,7 @@ def _broker_url(value: str) -> str:
         _ = urlsplit(value).port
     except ValueError as exc:
         raise ValueError(f"not a URL healer can parse ({exc})") from None
-    if scheme not in BROKER_SCHEMES:
+    if scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
         raise ValueError(f"unsupported broker scheme {scheme!r} "
                          "(redis://, rediss://, amqp://, amqps://)")
     return value

@@ -56,4 +56,4 @@ class Metrics:
 
     def write(self, path: Path) -> None:
         """Write the node_exporter textfile atomically, never through a planted link."""
-        safefile.replace(path, generate_latest(self.registry))
+        safefile.replace(path, generate_latest(self.registry), mode=0o644)  # node_exporter reads it

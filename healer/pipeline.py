@@ -86,7 +86,7 @@ class Pipeline:
                 self.store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
-                          breakers=tuple(sorted(state.breakers)), dry_run=dry_run)
+                          breakers=tuple(sorted(state.breakers, key=str)), dry_run=dry_run)
 
     def diagnose(self) -> Diagnosis:
         """Probe and detect, act on nothing; the probes' history is kept for the next pass.

@@ -17,13 +17,13 @@ import errno
 import fcntl
 import os
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-_OPEN = os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+_OPEN = os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
 
 
 class RefusedFile(OSError):
@@ -50,17 +50,22 @@ def _check_written(fd: int, path: Path) -> None:
         raise _refuse(path, f"owned by uid {mine.st_uid}, neither healer nor the folder's owner")
 
 
-def open_for_writing(path: Path, append: bool = False, mode: int = 0o640) -> int:
+def open_for_writing(path: Path, append: bool = False, mode: int = 0o640,
+                     new: bool = False) -> int:
     """A descriptor to write ``path``: a new file, exclusively created, or a checked old one.
 
-    As root, a file created here gets the owner and group of its folder, so the service's
-    user can go on writing what an operator's command created; an old file keeps its owner.
+    With ``new`` only a new file will do. Without ``append`` an old file is truncated. As root,
+    a file created here gets the owner and group of its folder, so the service's user can go on
+    writing what an operator's command created; an old file keeps its owner.
     """
     flags = os.O_WRONLY | _OPEN | (os.O_APPEND if append else 0)
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
         created = True
     except FileExistsError:
+        if new:
+            raise
+        flags |= 0 if append else os.O_TRUNC
         try:
             fd = os.open(path, flags)
         except OSError as exc:
@@ -88,18 +93,18 @@ def _adopt(fd: int, path: Path) -> None:
     os.fchown(fd, folder.st_uid, folder.st_gid)
 
 
-def replace(path: Path, data: bytes) -> None:
+def replace(path: Path, data: bytes, mode: int = 0o640) -> None:
     """Write ``path`` whole and atomically: a fresh temp file, fsync, rename over, fsync folder.
 
-    A stale or planted temp file is removed first (its target is untouched), and the rename
-    replaces a link at ``path`` rather than writing through it.
+    A stale or planted temp file is removed first (its target is untouched), the new one must
+    be created here, and the rename replaces a link at ``path`` rather than writing through it.
     """
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    fd = open_for_writing(tmp)
+    fd = open_for_writing(tmp, mode=mode, new=True)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -111,35 +116,45 @@ def replace(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
-@contextlib.contextmanager
-def reading(path: Path, follow: bool = True) -> Iterator[int]:
-    """A descriptor to read ``path``, which must be a regular file (never blocks on a FIFO).
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte (one write may take only part of them)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
+
+@contextlib.contextmanager
+def reading(path: Path, follow: bool = True) -> Iterator[BinaryIO]:
+    """``path`` open for reading; it must be a regular file, seen before it is opened.
+
+    The path is first opened only as a location (O_PATH), so a FIFO or a device behind it is
+    refused without ever being opened (nothing blocks, no device acts on an open).
     ``follow`` is off for files in healer's own folders, where a link would be planted.
     """
-    flags = os.O_RDONLY | _OPEN
+    where = os.O_PATH | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, flags if not follow else flags & ~os.O_NOFOLLOW)
+        spot = os.open(path, where)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _refuse(path, "a link") from exc
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(spot).st_mode
+        if not follow and stat.S_ISLNK(mode):
+            raise _refuse(path, "a link")
+        if not stat.S_ISREG(mode):
             raise _refuse(path, "not a regular file")
-        _blocking(fd)
-        yield fd
+        fd = os.open(f"/proc/self/fd/{spot}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     finally:
-        os.close(fd)
+        os.close(spot)
+    with os.fdopen(fd, "rb") as handle:
+        yield handle
 
 
 def read_capped(path: Path, cap: int, follow: bool = True) -> bytes:
     """The whole of a regular file of at most ``cap`` bytes."""
-    with reading(path, follow) as fd:
-        chunks, size = [], 0
-        while chunk := os.read(fd, min(1 << 20, cap + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > cap:
-                raise RefusedFile(errno.EFBIG, f"larger than {cap} bytes: refused", str(path))
-    return b"".join(chunks)
+    with reading(path, follow) as handle:
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise RefusedFile(errno.EFBIG, f"larger than {cap} bytes: refused", str(path))
+    return data

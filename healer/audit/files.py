@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
 import re
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
 
@@ -44,13 +44,14 @@ def rotations(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[IO[bytes]]:
+def _open(path: Path, follow: bool = True) -> Iterator[IO[bytes]]:
     """A rotation or the current file, for reading (gunzipped when it ends in .gz).
 
-    It must be a regular file; a .gz that ends early or is not gzip is AuditCorrupt.
+    It must be a regular file; a .gz that ends early or is not gzip is AuditCorrupt. The
+    writer reads its own files with ``follow`` off: a link planted in its folder is refused.
     """
     try:
-        with safefile.reading(path) as fd, os.fdopen(os.dup(fd), "rb") as raw:
+        with safefile.reading(path, follow) as raw:
             if path.suffix != ".gz":
                 yield raw
                 return
@@ -83,26 +84,27 @@ def history(path: Path) -> Iterator[Line]:
                     yield Line(file, number, raw[:-1])
 
 
-def _end(file: Path) -> bytes:
-    """Enough of the file's end to hold its last complete line whole, and any torn tail."""
-    with _open(file) as handle:
-        if file.suffix == ".gz":
-            return handle.read()
+def _end(file: Path, follow: bool) -> bytes:
+    """The file's last complete line whole and any torn tail after it; memory stays bounded."""
+    with _open(file, follow) as handle:
+        if file.suffix == ".gz":  # a gzip stream cannot seek: keep the last two lines read
+            return b"".join(deque(_lines(handle), maxlen=2))
         size = handle.seek(0, 2)
-        start = max(0, size - TAIL)
-        handle.seek(start)
-        data = handle.read()
-        if start and data.count(b"\n") < 2:  # the last line is longer than the window
-            handle.seek(0)
-            return handle.read()
-        return data
+        for window in (TAIL, TAIL + MAX_LINE):
+            start = max(0, size - window)
+            handle.seek(start)
+            data = handle.read()
+            if not start or data.count(b"\n") >= 2:
+                return data
+    raise AuditCorrupt(f"{file}: its last line is longer than {MAX_LINE} bytes: "
+                       "healer did not write it")
 
 
-def torn_tail(path: Path) -> bytes:
+def torn_tail(path: Path, follow: bool = False) -> bytes:
     """The bytes after the current file's last newline (b"" when it ends cleanly)."""
     if not path.exists():
         return b""
-    data = _end(path)
+    data = _end(path, follow)
     return data[data.rfind(b"\n") + 1:]
 
 
@@ -116,7 +118,7 @@ def last_line(path: Path) -> bytes | None:
     """The last complete line of the history (the current file, else its newest rotation)."""
     for file in _newest_first(path):
         if file.exists():
-            data = _end(file)
+            data = _end(file, follow=False)
             lines = data[: data.rfind(b"\n") + 1].splitlines()
             if lines:
                 return lines[-1]

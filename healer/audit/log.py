@@ -51,7 +51,7 @@ class _ChainedLines:
         except OSError as exc:
             raise StateError(f"cannot write audit log {self._path}: {exc.strerror or exc}"
                              ) from exc
-        except (ConfigError, ValueError) as exc:  # no record to chain onto; a value not JSON
+        except (ConfigError, ValueError, RecursionError) as exc:  # nothing to chain onto; not JSON
             raise StateError(f"cannot write audit log {self._path}: {exc}") from exc
 
     def _append(self, fd: int, record: dict[str, Any]) -> None:
@@ -60,7 +60,8 @@ class _ChainedLines:
             raise ValueError("its last line is not a record (see `healer audit verify`)")
         prev = last.get("hash") if last else None
         sealed = chain.seal(record, prev)
-        os.write(fd, (json.dumps(sealed, ensure_ascii=False, allow_nan=False) + "\n").encode())
+        safefile.write_all(fd, (json.dumps(sealed, ensure_ascii=False, allow_nan=False)
+                                + "\n").encode())
 
     def _set_aside_torn_tail(self, fd: int, ts: str) -> None:
         torn = files.torn_tail(self._path)
@@ -69,7 +70,7 @@ class _ChainedLines:
         keep = self._path.with_name(self._path.name + ".torn")
         side = safefile.open_for_writing(keep, append=True)
         try:
-            os.write(side, torn + b"\n")
+            safefile.write_all(side, torn + b"\n")
             os.fsync(side)
         finally:
             os.close(side)

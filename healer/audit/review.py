@@ -7,6 +7,7 @@ unit and scenario as quoted substrings before any line is parsed.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -73,6 +74,17 @@ def _is_record(record: object) -> bool:
         and all(isinstance(record.get(k), str | None) for k in _TEXT_FIELDS)
 
 
+def _encodable(raw: bytes, record: dict[str, Any]) -> bool:
+    """No lone surrogate (only a JSON escape makes one), so the record can be printed."""
+    if b"\\ud" not in raw.lower():
+        return True
+    try:
+        json.dumps(record, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
     """The records of the whole history that pass the time, unit and scenario filters."""
     unit = json.dumps(filters.unit).encode() if filters.unit else None
@@ -89,9 +101,9 @@ def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
             continue
         try:
             record = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue  # `verify` names it; a review skips it
-        if _is_record(record):
+        if _is_record(record) and _encodable(raw, record):
             yield record  # anything else is not a record healer wrote: verify names it
 
 
@@ -146,7 +158,9 @@ def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None
         elif record["event"] == Event.ESCALATION:
             incident.steps.append(f"escalate:{record.get('outcome')}")
         elif record["event"] == Event.INCIDENT_RESOLVED:
-            incident.time_to_heal = record.get("duration_s")
+            took = record.get("duration_s")
+            incident.time_to_heal = float(took) if isinstance(took, int | float) \
+                and not isinstance(took, bool) and math.isfinite(took) else None
     result = list(found.values())
     for incident in result:
         incident.outcome = _outcome(incident)
@@ -192,29 +206,45 @@ class ChainCheck:
         return self.bad is None
 
 
+def _flaw(raw: bytes, number: int) -> tuple[dict[str, Any], None] | tuple[None, str]:
+    """The record of an intact line, or what is wrong with the line."""
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None, "not a JSON record"
+    try:  # NaN or a lone surrogate cannot be hashed as healer hashes: not healer's
+        intact = isinstance(record, dict) and chain.intact(record)
+    except ValueError:
+        intact = False
+    if not intact:
+        return None, f"record {number} does not match its hash (edited?)"
+    return record, None
+
+
 def verify(path: Path) -> ChainCheck:
     """Check every record's hash and its link to the one before; stop at the first bad one."""
     prev: str | None = None
     count, first_ts, last_ts = 0, None, None
-    lines = files.history(path)
-    while True:
-        try:
-            line = next(lines, None)
-        except AuditCorrupt as exc:  # a rotation cut short: the history stops being provable
-            return ChainCheck(count, first_ts, last_ts, str(exc), 0)
-        if line is None:
-            return ChainCheck(count, first_ts, last_ts, None, len(files.torn_tail(path)))
-        where = f"{line.file}:{line.number}"
-        try:
-            record = json.loads(line.raw)
-        except ValueError:
-            return ChainCheck(count, first_ts, last_ts, f"{where}: not a JSON record", 0)
-        if not isinstance(record, dict) or not chain.intact(record):
-            return ChainCheck(count, first_ts, last_ts,
-                              f"{where}: record {count + 1} does not match its hash (edited?)", 0)
-        if count and record.get("prev") != prev:
-            return ChainCheck(count, first_ts, last_ts, f"{where}: record {count + 1} does not "
-                              "follow the one before (removed or reordered?)", 0)
-        prev, count = record["hash"], count + 1
-        ts = record.get("ts")
-        first_ts, last_ts = first_ts or str(ts), str(ts)
+
+    def broken(why: str) -> ChainCheck:
+        return ChainCheck(count, first_ts, last_ts, why, 0)
+
+    try:
+        for line in files.history(path):
+            where = f"{line.file}:{line.number}"
+            record, flaw = _flaw(line.raw, count + 1)
+            if record is None:
+                return broken(f"{where}: {flaw}")
+            if count and record.get("prev") != prev:
+                return broken(f"{where}: record {count + 1} does not follow the one before "
+                              "(removed or reordered?)")
+            prev, count = record["hash"], count + 1
+            ts = record.get("ts")
+            first_ts, last_ts = first_ts or _text(ts), _text(ts)
+    except AuditCorrupt as exc:  # a rotation cut short: the history stops being provable
+        return broken(str(exc))
+    return ChainCheck(count, first_ts, last_ts, None, len(files.torn_tail(path, follow=True)))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

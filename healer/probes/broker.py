@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import amqp
 import redis
 
+from healer.config import AMQP_SCHEMES, REDIS_SCHEMES
 from healer.errors import ConfigError
 from healer.model import BrokerState
 from healer.vocabulary import BrokerError
@@ -149,9 +150,9 @@ def _declare(connection: amqp.Connection, queue: str) -> tuple[int, int]:
 def broker_probe(url: str, timeout: float, clock: Clock) -> BrokerProbe:
     """The probe for the broker URL's scheme."""
     scheme = urlsplit(url).scheme
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in REDIS_SCHEMES:
         return RedisProbe(url, timeout, clock)
-    if scheme in {"amqp", "amqps", "pyamqp"}:
+    if scheme in AMQP_SCHEMES:
         return AmqpProbe(url, timeout, clock)
     raise ConfigError(f"celery.broker_url: unsupported broker scheme {scheme!r} "
                       "(redis://, rediss://, amqp://, amqps://)")

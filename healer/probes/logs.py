@@ -51,8 +51,8 @@ def read_new(path: Path, cursor: LogCursor | None) -> tuple[list[str], LogCursor
     pass), is a ProbeError (unknown), never "nothing logged".
     """
     try:
-        with safefile.reading(path) as fd, os.fdopen(os.dup(fd), "rb") as handle:
-            stat = os.fstat(fd)
+        with safefile.reading(path) as handle:
+            stat = os.fstat(handle.fileno())
             if cursor is None:
                 start = max(0, stat.st_size - FIRST_READ)
             elif cursor.inode != stat.st_ino or cursor.offset > stat.st_size:

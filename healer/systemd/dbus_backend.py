@@ -34,6 +34,7 @@ SERVICE = "org.freedesktop.systemd1.Service"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
+_PUMP_BATCH = 100
 UNKNOWN = 2**64 - 1
 LOST = frozenset(f"org.freedesktop.DBus.Error.{name}"
                  for name in ("Disconnected", "NoReply", "NoServer", "ServiceUnknown"))
@@ -196,8 +197,9 @@ class DBusSystemd:
         context = GLib.MainContext.default()
 
         def removed() -> str | None:
-            while context.iteration(may_block=False):  # deliver every signal waiting
-                pass
+            for _ in range(_PUMP_BATCH):  # deliver the signals waiting, a bounded batch
+                if job in self._finished or not context.iteration(may_block=False):
+                    break
             return self._finished.pop(job, None)
 
         return until(removed, timeout, self._clock, _PUMP_PAUSE) or "timeout"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from healer.config import GuardConfig
 from healer.policy.models import Limit, Match, Rule, Step
+from healer.state import Breaker, State
 from healer.testing import FakeCelery, RecordingNotifier
 from healer.vocabulary import FindingKey, Scenario
 from tests.unit.harness import (
@@ -466,3 +467,18 @@ def test_an_incident_is_not_resolved_by_a_probe_that_could_not_look(tmp_path: Pa
     assert not report.healthy
     assert BROKER_KEY in harness.store.load().incidents
     assert harness.audit("incident_resolved") == []
+
+
+def test_breakers_of_host_wide_and_unit_problems_are_reported_together(tmp_path: Path) -> None:
+    """Open breakers with and without a unit (None) are listed, in key order, without error."""
+    harness = Harness(world(), tmp_path)
+    state = State()
+    for key in (FindingKey(Scenario.WORKER_NOT_CONSUMING, W1),
+                FindingKey(Scenario.WORKER_NOT_CONSUMING, None)):
+        state.breakers[key] = Breaker(opened=harness.clock.time(), incident="i", reason="r")
+    harness.store.save(state)
+
+    report = harness.run()
+
+    assert [str(k) for k in report.breakers] == ["worker_not_consuming:-",
+                                                  f"worker_not_consuming:{W1}"]

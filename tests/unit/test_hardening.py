@@ -326,3 +326,29 @@ def test_polkit_rule_holds_the_config_path_as_text(tmp_path: Path,
     injected = [line for line in rule.splitlines() if "function() { return" in line]
     assert injected
     assert all(line.startswith("//") for line in injected)
+
+
+@pytest.mark.parametrize("line", ['{"ts": "x", "event": "e", "incident": null, "n": NaN}',
+                                  '{"ts": "x", "event": "e", "incident": "\\ud800"}',
+                                  '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                                  ('{"ts": "x", "event": "incident_resolved", "incident": "i", '
+                                  '"duration_s": "soon"}')])
+def test_audit_lines_healer_cannot_have_written_are_broken_not_internal_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
+) -> None:
+    """NaN, a lone surrogate, deep nesting, a text duration: verify BROKEN, list and stats fine."""
+    log = tmp_path / "audit.jsonl"
+    log.write_text(line + "\n")
+    assert run(capsys, "audit", "verify", "--log", str(log))[0] == EXIT_UNHEALTHY
+    for command in ("list", "stats"):
+        assert run(capsys, "audit", command, "--log", str(log))[0] == EXIT_OK
+
+
+def test_a_metrics_port_past_65535_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """metrics_listen on port 99999: exit 2 naming the key, not an overflow in the agent."""
+    config = config_file(tmp_path, '[agent]\nmetrics_listen = "127.0.0.1:99999"')
+    code, err, _ = run(capsys, "--config", str(config), "run")
+    assert code == EXIT_CONFIG
+    assert "agent.metrics_listen" in err[0]
