@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from healer.policy.models import Rule, Step
     from healer.probes.prober import Prober
     from healer.state import StateStore
-    from healer.vocabulary import FindingKey
 
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
 
@@ -62,6 +61,7 @@ class Pipeline:
     thresholds: Thresholds
     broker_unit: str | None = None
     _stale: bool = field(default=False, init=False)  # a step may have changed the world
+    _outbox: list[tuple[Finding, str]] = field(default_factory=list, init=False)
 
     def _look(self, state: State) -> Snapshot:
         """Probe once and fold what was seen into the state's history."""
@@ -77,7 +77,9 @@ class Pipeline:
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
+            self._outbox.clear()
             actions, latest, current = self._decide_all(state, snapshot, findings, dry_run)
+            actions += self._deliver(state)
             final = self._look(state) if self._stale else latest
             remaining = detect(final) if final is not latest else current
             if not dry_run:
@@ -240,20 +242,32 @@ class Pipeline:
         self.audit.record(Event.BREAKER_CLOSED, breaker.incident,
                            scenario=finding.scenario.value, unit=finding.unit, reason=reason)
 
-    def _notify(self, state: State, key: FindingKey, finding: Finding, reason: str) -> Outcome:
-        """Escalate the incident once: delivered or undelivered, or already escalated."""
-        incident = state.incidents[key]
-        if incident.escalated:
-            return Outcome.ALREADY_ESCALATED
-        incident.escalated = True
-        return self.escalator.escalate(finding, incident.id, reason)
+    def _notify(self, state: State, finding: Finding, reason: str) -> bool:
+        """Queue the incident's escalation, once per incident; False when it already was."""
+        if state.incidents[finding.key].escalated or \
+                any(queued.key == finding.key for queued, _ in self._outbox):
+            return False
+        self._outbox.append((finding, reason))
+        return True
+
+    def _deliver(self, state: State) -> list[ActionReport]:
+        """Send what the pass escalated, once its steps are done (a slow receiver delays none).
+
+        An incident counts as escalated once its delivery was tried, not before.
+        """
+        reports = []
+        for finding, reason in self._outbox:
+            incident = state.incidents[finding.key]
+            incident.escalated = True
+            outcome = self.escalator.escalate(finding, incident.id, reason)
+            reports.append(ActionReport.about(finding, finding.unit, "escalate", outcome, reason))
+        self._outbox.clear()
+        return reports
 
     def _escalate(self, state: State, finding: Finding, reason: str) -> list[ActionReport]:
-        """Escalate the incident; a report only when this did escalate (once per incident)."""
-        outcome = self._notify(state, finding.key, finding, reason)
-        if outcome == Outcome.ALREADY_ESCALATED:
-            return []
-        return [ActionReport.about(finding, finding.unit, "escalate", outcome, reason)]
+        """Escalate the incident (once); its report comes when it is delivered."""
+        self._notify(state, finding, reason)
+        return []
 
     def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                ) -> list[ActionReport]:
@@ -286,26 +300,27 @@ class Pipeline:
                 return reports
             if report.outcome in {Outcome.DENIED, Outcome.UNREACHABLE}:  # no step fares better
                 if report.outcome == Outcome.DENIED:  # polkit said no: escalate and hold
-                    reports.append(self._give_up(state, finding, report.detail, dry_run))
+                    reports += self._give_up(state, finding, report.detail, dry_run)
                 return reports  # no bus: the next pass probes again
         tried = ", ".join(f"{r.action} {r.outcome}" for r in reports) or "nothing allowed"
-        reports.append(self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
-                                     f"({tried})", dry_run))
+        reports += self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
+                                 f"({tried})", dry_run)
         return reports
 
     def _give_up(self, state: State, finding: Finding, reason: str, dry_run: bool
-                 ) -> ActionReport:
+                 ) -> list[ActionReport]:
         """Escalate once and hold the problem (its breaker opens) until resume or cool-down."""
         if dry_run:
-            return self._decide(state, finding, Outcome.DRY_RUN, f"would escalate and hold "
-                                f"{finding.key}: {reason}", dry_run, "escalate")
+            return [self._decide(state, finding, Outcome.DRY_RUN, f"would escalate and hold "
+                                 f"{finding.key}: {reason}", dry_run, "escalate")]
         incident = state.incidents[finding.key]
-        outcome = self._notify(state, finding.key, finding, reason)
+        queued = self._notify(state, finding, reason)
         state.breakers[finding.key] = Breaker(opened=self.clock.time(), incident=incident.id,
-                                         reason=reason)
+                                              reason=reason)
         self.audit.record(Event.BREAKER_OPENED, incident.id, scenario=finding.scenario.value,
-                           unit=finding.unit, reason=reason)
-        return ActionReport.about(finding, finding.unit, "escalate", outcome, reason)
+                          unit=finding.unit, reason=reason)
+        return [] if queued else [ActionReport.about(
+            finding, finding.unit, "escalate", Outcome.ALREADY_ESCALATED, reason)]
 
     def _act(self, state: State, finding: Finding, rule: str, step: Step, unit: str
              ) -> ActionReport:

@@ -1,15 +1,23 @@
 """POST an escalation to a webhook: generic JSON, Slack-compatible, or PagerDuty Events v2.
 
-Delivery is retried with tenacity (exponential wait, ``sleep`` passed in); the caller audits the
-escalation whether or not it was delivered.
+Each attempt is one POST straight to the configured host (no proxy), whole within ``timeout``:
+at the deadline its socket is shut, however slowly the receiver drips its answer. Only a lost
+connection, 429 and 5xx are retried (tenacity, exponential wait, ``sleep`` passed in); any other
+answer is final, and a redirect is never followed (it would turn the POST into a GET). Errors
+name the webhook by scheme and host only: its path and query may hold a token. The caller
+audits the escalation whether or not it was delivered.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
-import urllib.request
+import socket
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -17,6 +25,27 @@ from healer.errors import NotifyError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+MAX_ANSWER = 64 * 1024  # bytes of the receiver's answer read; the status is what counts
+
+
+class _Retry(Exception):
+    """An attempt worth repeating: no connection, no whole answer in time, 429 or 5xx."""
+
+
+def where(url: str) -> str:
+    """The webhook as errors may name it: scheme and host, never its path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}"
+
+
+def _cut(connection: http.client.HTTPConnection, fired: threading.Event) -> None:
+    """The attempt's deadline: shut its socket, which ends any read in progress."""
+    fired.set()
+    if connection.sock is not None:
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
+
 
 _PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 
@@ -66,23 +95,55 @@ class Webhook:
     attempts: int
     sleep: Callable[[float], None]
 
+    def _status(self, body: bytes) -> int:
+        """POST once and return the answer's status; _Retry when there was no whole answer."""
+        parts = urlsplit(self.url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" \
+            else http.client.HTTPConnection
+        try:
+            connection = kind(parts.hostname or "", parts.port, timeout=self.timeout)
+        except ValueError as exc:  # a port the URL pattern let through but no socket takes
+            raise NotifyError(f"webhook {where(self.url)}: {exc}") from exc
+        fired = threading.Event()
+        deadline = threading.Timer(self.timeout, _cut, (connection, fired))
+        deadline.start()
+        try:
+            connection.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")),
+                               body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read(MAX_ANSWER)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Retry(f"no whole answer within {self.timeout:g}s ({exc or type(exc)})"
+                         ) from exc
+        finally:
+            deadline.cancel()
+            connection.close()
+        if fired.is_set():  # what was read by then may look whole, but it was cut
+            raise _Retry(f"no whole answer within {self.timeout:g}s")
+        return response.status
+
     def _post(self, body: bytes) -> None:
-        request = urllib.request.Request(  # noqa: S310 - the operator's configured URL
-            self.url, data=body, method="POST", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-            response.read()
+        status = self._status(body)
+        if 200 <= status < 300:
+            return
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status}")
+        if 300 <= status < 400:
+            raise NotifyError(f"webhook {where(self.url)}: HTTP {status}, a redirect: not "
+                              "followed for a POST; point the webhook at the final address")
+        raise NotifyError(f"webhook {where(self.url)}: HTTP {status}: refused, not retried")
 
     def send(self, alert: Alert) -> None:
-        """Deliver the alert, retrying; raises NotifyError when every attempt failed."""
+        """Deliver the alert, retrying; raises NotifyError when it was not delivered."""
         body = json.dumps(payload(alert, self.fmt, self.routing_key)).encode()
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=0.5, max=10),
-            retry=retry_if_exception_type(OSError),  # URLError and timeouts are OSErrors
+            retry=retry_if_exception_type(_Retry),
             sleep=self.sleep, reraise=True,
         )
         try:
             retrying(self._post, body)
-        except (OSError, ValueError) as exc:
-            raise NotifyError(f"webhook {self.url}: {exc} after {self.attempts} attempts") \
-                from exc
+        except _Retry as exc:
+            raise NotifyError(f"webhook {where(self.url)}: {exc} after {self.attempts} "
+                              "attempts") from exc

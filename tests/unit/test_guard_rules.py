@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from healer.config import GuardConfig
 from healer.policy.models import Limit, Match, Rule, Step
 from healer.state import Breaker, State
-from healer.testing import FakeCelery, RecordingNotifier
+from healer.testing import FakeCelery, FakeSystemd, RecordingNotifier
 from healer.vocabulary import FindingKey, Scenario
 from tests.unit.harness import (
     BROKER,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from healer.model import BrokerState
+    from healer.notify.webhook import Alert
 
 # -- storm and broker first ------------------------------------------------------------------
 
@@ -482,3 +483,30 @@ def test_breakers_of_host_wide_and_unit_problems_are_reported_together(tmp_path:
 
     assert [str(k) for k in report.breakers] == ["worker_not_consuming:-",
                                                   f"worker_not_consuming:{W1}"]
+
+
+class _Watching(RecordingNotifier):
+    """A notifier that notes which restarts had been queued when each alert was sent."""
+
+    def __init__(self, fake: FakeSystemd) -> None:
+        super().__init__()
+        self.fake = fake
+        self.seen: list[list[tuple[str, str]]] = []
+
+    def send(self, alert: Alert) -> None:
+        """Note the jobs so far, then record the alert."""
+        self.seen.append(list(self.fake.calls))
+        super().send(alert)
+
+
+def test_escalations_are_delivered_after_every_step_of_the_pass(tmp_path: Path) -> None:
+    """W1's ladder runs out and escalates; W2's restart still comes before the alert is sent."""
+    fake = world(W1, W2)
+    fake.outcomes[W1] = crashed
+    notifier = _Watching(fake)
+    harness = Harness(fake, tmp_path, notifier=notifier)
+
+    report = harness.run()
+
+    assert outcomes(report) == [(W1, "not_healed"), (W2, "healed"), (W1, "delivered")]
+    assert notifier.seen == [[("restart", W1), ("restart", W2)]]

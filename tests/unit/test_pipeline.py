@@ -157,7 +157,7 @@ def test_rate_limit_spans_pipelines_sharing_state(tmp_path: Path) -> None:
     assert [r.healthy for r in reports] == [True, True, False]
     assert [a.outcome for a in reports[2].actions] == ["rate_limited", "delivered"]
     assert "limit of 2" in reports[2].actions[0].detail
-    decision, escalation, breaker = harness.audit()[-3:]
+    decision, breaker, escalation = harness.audit()[-3:]  # delivered once the steps are done
     assert (decision["event"], decision["outcome"], decision["unit"]) == (
         "decision", "rate_limited", W1)
     assert (escalation["event"], escalation["outcome"]) == ("escalation", "delivered")

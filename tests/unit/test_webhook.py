@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -192,5 +194,65 @@ def test_send_to_a_closed_port_raises_notify_error() -> None:
         with pytest.raises(NotifyError, match="after 4 attempts") as raised:
             webhook(url, waits, attempts=4).send(ALERT)
 
-    assert url in str(raised.value)
+    assert "webhook http://127.0.0.1: " in str(raised.value)
+    assert "/hook" not in str(raised.value)  # a webhook's path may hold its token
     assert waits == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(("status", "says"), [(302, "a redirect: not followed"),
+                                              (400, "HTTP 400: refused, not retried"),
+                                              (404, "HTTP 404: refused, not retried")])
+def test_a_redirect_or_a_refusal_is_undelivered_after_one_post(
+    endpoint: Endpoint, status: int, says: str,
+) -> None:
+    """302 is not followed (nor recorded delivered), and a 4xx is final: exactly one POST."""
+    endpoint.statuses = [status] * 5
+    waits: list[float] = []
+    with pytest.raises(NotifyError, match=says):
+        webhook(endpoint.url, waits, attempts=3).send(ALERT)
+    assert [method for method, _, _ in endpoint.requests] == ["POST"]
+    assert waits == []
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_429_and_5xx_are_retried(endpoint: Endpoint, status: int) -> None:
+    """Too many requests and server errors are tried again until delivered."""
+    endpoint.statuses = [status]
+    waits: list[float] = []
+    webhook(endpoint.url, waits, attempts=3).send(ALERT)
+    assert len(endpoint.requests) == 2
+    assert waits == [0.5]
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_at_the_deadline() -> None:
+    """One byte every 0.2 s, forever: each attempt ends at its timeout, not per read."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                with contextlib.suppress(OSError):
+                    while not stop.wait(0.2):
+                        conn.sendall(b"X-Drip: 1\r\n")
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    start = time.monotonic()
+    try:
+        with pytest.raises(NotifyError, match=r"no whole answer within 0\.5s"):
+            Webhook(url, "generic", None, timeout=0.5, attempts=2, sleep=lambda _s: None
+                    ).send(ALERT)
+    finally:
+        stop.set()
+        server.close()
+    assert time.monotonic() - start < 3  # two attempts of 0.5 s, not a read timeout each
