@@ -13,6 +13,7 @@ import re
 import zlib
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, TYPE_CHECKING, cast
 
 from healer import safefile
@@ -65,11 +66,11 @@ def _open(path: Path, follow: bool = True) -> Iterator[IO[bytes]]:
 
 def _lines(handle: IO[bytes]) -> Iterator[bytes]:
     """Each line with its newline; a line longer than MAX_LINE comes cut (it cannot parse)."""
-    while line := handle.readline(MAX_LINE):
+    for line in iter(partial(handle.readline, MAX_LINE), b""):  # the loop stays in C
         if len(line) == MAX_LINE and not line.endswith(b"\n"):
             while (rest := handle.readline(MAX_LINE)) and not rest.endswith(b"\n"):
                 pass
-            line += b"\n" if rest else b""
+            line += b"\n" if rest else b""  # noqa: PLW2901 - the cut line, whole again
         yield line
 
 

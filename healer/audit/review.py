@@ -64,19 +64,23 @@ class Filters:
     outcome: str | None = None
 
 
-_TEXT_FIELDS = ("incident", "scenario", "unit", "action", "outcome")
+_TEXT = (str, type(None))
 
 
 def _is_record(record: object) -> bool:
     """Shaped as healer writes records: ts and event text; the fields a review reads, text."""
-    return isinstance(record, dict) and isinstance(record.get("ts"), str) \
-        and isinstance(record.get("event"), str) \
-        and all(isinstance(record.get(k), str | None) for k in _TEXT_FIELDS)
+    if not isinstance(record, dict):
+        return False
+    get = record.get  # unrolled: this runs once per record of a large log
+    return isinstance(get("ts"), str) and isinstance(get("event"), str) \
+        and isinstance(get("incident"), _TEXT) and isinstance(get("scenario"), _TEXT) \
+        and isinstance(get("unit"), _TEXT) and isinstance(get("action"), _TEXT) \
+        and isinstance(get("outcome"), _TEXT)
 
 
 def _encodable(raw: bytes, record: dict[str, Any]) -> bool:
     """No lone surrogate (only a JSON escape makes one), so the record can be printed."""
-    if b"\\ud" not in raw.lower():
+    if b"\\u" not in raw or b"\\ud" not in raw.lower():
         return True
     try:
         json.dumps(record, ensure_ascii=False).encode()
