@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
 MAX_PAUSE = 365 * 86400.0
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")  # what useradd accepts by default
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # what useradd accepts by default (fullmatch)
 
 
 def _pipeline(config: Config, args: argparse.Namespace) -> Pipeline:

@@ -35,7 +35,7 @@ DEFAULT_POLICIES = Path(__file__).resolve().parent / "default_policies"
 # metrics are served on loopback only, on a port from 1 to 65535
 LOOPBACK = (r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):"
             r"([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$")
-_UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)$")
+_UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)")
 
 
 def _unit_name(value: str) -> str:
@@ -74,12 +74,12 @@ AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 def _broker_url(value: str) -> str:
     """A URL of a broker healer can probe; the message never repeats it (it may hold a secret)."""
     try:
-        scheme = urlsplit(value).scheme
-        _ = urlsplit(value).port
+        parts = urlsplit(value)
+        _ = parts.port  # parses it: a port that is not a number is an error here
     except ValueError as exc:
         raise ValueError(f"not a URL healer can parse ({exc})") from None
-    if scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
-        raise ValueError(f"unsupported broker scheme {scheme!r} "
+    if parts.scheme not in REDIS_SCHEMES | AMQP_SCHEMES:
+        raise ValueError(f"unsupported broker scheme {parts.scheme!r} "
                          "(redis://, rediss://, amqp://, amqps://)")
     return value
 

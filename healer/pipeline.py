@@ -182,7 +182,7 @@ class Pipeline:
                 reports.append(self._decide(state, finding, Outcome.STORM, f"storm guard: {storm}"
                                "; holding workers and beat", dry_run))
                 if not broker_down and not dry_run:
-                    reports += self._escalate(state, finding, f"storm guard: {storm}")
+                    self._notify(state, finding, f"storm guard: {storm}")
             elif broker_down:
                 reports.append(self._decide(
                     state, finding, Outcome.BROKER_FIRST, "the broker is unreachable: acting on it "
@@ -225,17 +225,16 @@ class Pipeline:
             return [self._decide(state, finding, ruling.outcome, ruling.reason, dry_run)]
         if ruling.close_breaker:
             self._close_breaker(state, finding, ruling.reason)
-        return self._escalate_if_overdue(state, finding, rule, dry_run) + \
-            self._climb(state, finding, rule, dry_run)
+        self._escalate_if_overdue(state, finding, rule, dry_run)
+        return self._climb(state, finding, rule, dry_run)
 
     def _escalate_if_overdue(self, state: State, finding: Finding, rule: Rule, dry_run: bool
-                             ) -> list[ActionReport]:
+                             ) -> None:
         overdue = rule.escalate_after is not None and \
             self.clock.time() - state.incidents[finding.key].opened >= rule.escalate_after
-        if not overdue or dry_run:
-            return []
-        return self._escalate(state, finding, f"{finding.scenario.value} open for more than "
-                              f"{rule.escalate_after:g}s (rule {rule.name})")
+        if overdue and not dry_run:
+            self._notify(state, finding, f"{finding.scenario.value} open for more than "
+                                         f"{rule.escalate_after:g}s (rule {rule.name})")
 
     def _close_breaker(self, state: State, finding: Finding, reason: str) -> None:
         breaker = state.breakers.pop(finding.key)
@@ -243,7 +242,10 @@ class Pipeline:
                            scenario=finding.scenario.value, unit=finding.unit, reason=reason)
 
     def _notify(self, state: State, finding: Finding, reason: str) -> bool:
-        """Queue the incident's escalation, once per incident; False when it already was."""
+        """Queue the incident's escalation, once per incident; False when it already was.
+
+        Its report comes when it is delivered, at the end of the pass.
+        """
         if state.incidents[finding.key].escalated or \
                 any(queued.key == finding.key for queued, _ in self._outbox):
             return False
@@ -263,11 +265,6 @@ class Pipeline:
             reports.append(ActionReport.about(finding, finding.unit, "escalate", outcome, reason))
         self._outbox.clear()
         return reports
-
-    def _escalate(self, state: State, finding: Finding, reason: str) -> list[ActionReport]:
-        """Escalate the incident (once); its report comes when it is delivered."""
-        self._notify(state, finding, reason)
-        return []
 
     def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                ) -> list[ActionReport]:
