@@ -24,11 +24,11 @@ UNITS = [f"celery-{i:02d}.service" for i in range(20)]
 
 
 def write_log(path: Path, records: int) -> None:
-    """A valid chained log: incidents of four records each, spread over 30 days."""
+    """A sealed log (its genesis left out: a review ignores it), in incidents of four records."""
     start = datetime(2026, 10, 1, tzinfo=timezone.utc)
     step = timedelta(days=30) / records
-    prev = None
-    with path.open("w") as out:
+    last = None
+    with path.open("wb") as out:
         for i in range(records):
             incident, phase = divmod(i, 4)
             unit = UNITS[incident % len(UNITS)]
@@ -40,9 +40,8 @@ def write_log(path: Path, records: int) -> None:
                       "outcome": "healed" if phase == 2 else "started", "dry_run": False}
             if phase == 3:
                 record["duration_s"] = 5.1
-            sealed = seal(record, prev)
-            prev = sealed["hash"]
-            out.write(json.dumps(sealed) + "\n")
+            line, last = seal(record, last)
+            out.write(line + b"\n")
 
 
 def main() -> None:

@@ -8,6 +8,8 @@
   ones and say so.
 - A pass that fails (no D-Bus, a probe, anything) is recorded and retried next interval; the
   agent never dies of one bad pass.
+- What it says of an error, in its log and in STATUS=, is redacted with the current config's
+  redaction (``healer.redact``).
 
 ``serve`` is the agent's whole lifecycle: its runtime (the config, the pipeline built from it,
 the task-event listeners), the metrics endpoint, the log, then the loop.
@@ -26,6 +28,7 @@ from healer import compose
 from healer.config import load_config
 from healer.errors import HealerError
 from healer.probes.events import TaskEvents
+from healer.redact import Redactor
 from healer.wait import until
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ class Agent:
     log: Any  # a structlog bound logger
     watchdog: float | None
     after_pass: Callable[[], None] = lambda: None
+    redact: Callable[[str], str] = field(default=Redactor().text)  # serve's follows reloads
     rng: random.Random = field(default_factory=random.Random)  # jitter, not secrets
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _reload: threading.Event = field(default_factory=threading.Event, init=False)
@@ -109,8 +113,8 @@ class Agent:
         try:
             loaded = self.load()
         except HealerError as exc:
-            self.log.error("reload_failed", error=str(exc))
-            self._note = f"reload failed, running on the previous config: {exc} | "
+            error = self._error("reload_failed", exc)
+            self._note = f"reload failed, running on the previous config: {error} | "
             self.notify.send(STATUS=self._note.rstrip(" |"))
             return pipeline, interval, jitter
         self._note = ""
@@ -124,8 +128,8 @@ class Agent:
         except Exception as exc:  # one bad pass must not kill the agent
             reason = type(exc).__name__
             self.metrics.failed(reason)
-            self.log.error("pass_failed", error=str(exc), kind=reason)
-            self.notify.send(STATUS=f"{self._note}last pass failed: {exc}")
+            error = self._error("pass_failed", exc, kind=reason)
+            self.notify.send(STATUS=f"{self._note}last pass failed: {error}")
         else:
             self.metrics.observe(report, self.clock.monotonic() - start)
             said = summary(report)
@@ -137,7 +141,13 @@ class Agent:
             self.after_pass()
         except Exception as exc:  # e.g. the metrics textfile's folder is gone
             self.metrics.failed("after_pass")
-            self.log.error("after_pass_failed", error=str(exc))
+            self._error("after_pass_failed", exc)
+
+    def _error(self, event: str, exc: Exception, **fields: str) -> str:
+        """Log an error, redacted; what it says is returned for STATUS=."""
+        error = self.redact(str(exc))
+        self.log.error(event, error=error, **fields)
+        return error
 
     def _sleep(self, seconds: float) -> None:
         """Sleep the interval in naps, waking early for a stop or a reload; still progress."""
@@ -180,6 +190,10 @@ class Runtime:
         self.config = config
         return pipeline, config.agent.interval, config.agent.jitter
 
+    def redact(self, text: str) -> str:
+        """The text as the current config's redaction shows it."""
+        return compose.redactor(self.config).text(text)
+
     def after_pass(self) -> None:
         """Write the metrics textfile, when one is configured."""
         if self.config.agent.metrics_textfile is not None:
@@ -206,4 +220,4 @@ def serve(config: Config, source: Path, clock: Clock) -> int:
         host, _, port = config.agent.metrics_listen.rpartition(":")
         prometheus_client.start_http_server(int(port), host, registry=metrics.registry)
     return Agent(runtime.load, clock, SdNotify(), metrics, log, watchdog_interval(),
-                 runtime.after_pass).run()
+                 runtime.after_pass, redact=runtime.redact).run()

@@ -15,7 +15,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from healer import compose
 from healer.clock import SystemClock
@@ -23,10 +23,11 @@ from healer.config import DEFAULT_CONFIG, Config, load_config
 from healer.errors import ConfigError, HealerError, ProbeError
 from healer.policy.loader import load_policies
 from healer.policy.models import PolicyFile, parse_duration
+from healer.redact import Redactor
 from healer.vocabulary import IncidentOutcome, Severity
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from healer.audit import review
     from healer.model import Diagnosis, Finding, PassReport
@@ -35,6 +36,17 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_UNHEALTHY, EXIT_CONFIG, EXIT_PROBE = 0, 1, 2, 3
 MAX_PAUSE = 365 * 86400.0
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # what useradd accepts by default (fullmatch)
+
+
+def _show(args: argparse.Namespace, *said: object, file: TextIO | None = None) -> None:
+    """Print each text as a line and anything else as a line of JSON, redacted.
+
+    Every command prints through here (main gives ``args.redactor``), so none shows a secret.
+    """
+    redactor: Redactor = args.redactor
+    for item in said:
+        print(redactor.text(item) if isinstance(item, str)
+              else json.dumps(redactor.value(item)), file=file)
 
 
 def _pipeline(config: Config, args: argparse.Namespace) -> Pipeline:
@@ -55,13 +67,13 @@ def cmd_pause(config: Config, args: argparse.Namespace) -> int:
     if duration is not None and not 0 < duration <= MAX_PAUSE:
         raise ConfigError(f"--for {args.duration}: a pause lasts above zero and at most "
                           "365 days (without --for: until resumed)")
-    print(compose.controls(config, SystemClock()).pause(args.unit, duration, args.reason))
+    _show(args, compose.controls(config, SystemClock()).pause(args.unit, duration, args.reason))
     return EXIT_OK
 
 
 def cmd_resume(config: Config, args: argparse.Namespace) -> int:
     """Lift pauses and close breakers."""
-    print(compose.controls(config, SystemClock()).resume(args.unit))
+    _show(args, compose.controls(config, SystemClock()).resume(args.unit))
     return EXIT_OK
 
 
@@ -72,35 +84,35 @@ def cmd_policy_check(config: Config | None, args: argparse.Namespace) -> int:
     else:
         path, rules = _loaded(config).paths.policies, compose.rules(_loaded(config),
                                                                     args.config_path)
-    print(f"{path}: {len(rules)} rule(s) OK")
+    _show(args, f"{path}: {len(rules)} rule(s) OK")
     return EXIT_OK
 
 
-def cmd_policy_schema(_config: Config | None, _args: argparse.Namespace) -> int:
+def cmd_policy_schema(_config: Config | None, args: argparse.Namespace) -> int:
     """Print the JSON schema of policy files."""
-    print(json.dumps(PolicyFile.model_json_schema(), indent=2, sort_keys=True))
+    _show(args, json.dumps(PolicyFile.model_json_schema(), indent=2, sort_keys=True))
     return EXIT_OK
 
 
-def _print_report(report: PassReport) -> None:
+def _report_lines(report: PassReport) -> Iterator[str]:
     for probe, error in report.probe_errors.items():
-        print(f"unknown: the {probe} probe failed: {error}")
+        yield f"unknown: the {probe} probe failed: {error}"
     if not report.findings:
-        print("nothing found" if report.probe_errors else "healthy: nothing found")
+        yield "nothing found" if report.probe_errors else "healthy: nothing found"
         return
     for finding in report.findings:
-        print(f"{finding.scenario.value} {finding.severity.value} {finding.unit}: "
-              f"{finding.summary}")
+        yield (f"{finding.scenario.value} {finding.severity.value} {finding.unit}: "
+               f"{finding.summary}")
         for action in (a for a in report.actions if a.finding == finding.key):
             what = f"{action.action} {action.unit}" if action.action else "no action"
-            print(f"  -> {what}: {action.outcome}: {action.detail}")
+            yield f"  -> {what}: {action.outcome}: {action.detail}"
     if report.healthy:
-        print("healthy at the end of the pass")
+        yield "healthy at the end of the pass"
     elif report.remaining:
         left = ", ".join(f"{f.scenario.value} {f.unit}" for f in report.remaining)
-        print(f"still unhealthy: {left}")
+        yield f"still unhealthy: {left}"
     else:
-        print(f"not known to be healthy: the {', '.join(report.probe_errors)} probe(s) failed")
+        yield f"not known to be healthy: the {', '.join(report.probe_errors)} probe(s) failed"
 
 
 NAGIOS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
@@ -125,21 +137,20 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
     diagnosis = _pipeline(config, args).diagnose()
     code = nagios_code(diagnosis)
     if args.json:
-        print(json.dumps({
+        _show(args, {
             "status": NAGIOS[code],
             "findings": [{**f.model_dump(mode="json"), "remedy": diagnosis.remedies[f.key]}
                          for f in diagnosis.findings],
             "unknown": diagnosis.probe_errors,
-        }))
+        })
         return code
-    print(f"healer diagnose: {NAGIOS[code]}")
+    _show(args, f"healer diagnose: {NAGIOS[code]}")
     rows = [("SCENARIO", "SEVERITY", "UNIT", "REMEDY", "EVIDENCE")] + [
         (f.scenario.value, f.severity.value, f.unit or "-", diagnosis.remedies[f.key],
          f"{f.summary} [{_evidence(f)}]") for f in diagnosis.findings]
     if diagnosis.findings:
-        _table(rows)
-    for probe, error in diagnosis.probe_errors.items():
-        print(f"UNKNOWN {probe}: {error}")
+        _table(args, rows)
+    _show(args, *(f"UNKNOWN {probe}: {error}" for probe, error in diagnosis.probe_errors.items()))
     return code
 
 
@@ -164,25 +175,39 @@ def _audit_path(config: Config | None, args: argparse.Namespace) -> Path:
     return Path(args.log) if args.log is not None else _loaded(config).paths.audit_log
 
 
-def _table(rows: Sequence[Sequence[str]]) -> None:
+def _table(args: argparse.Namespace, rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _show(args, *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                  for row in rows))
+
+
+def _anchor_path(config: Config | None, args: argparse.Namespace) -> Path | None:
+    """--anchor (it must exist), else the state dir's when the log is the config's."""
+    from healer.audit import anchor
+
+    if args.anchor is not None:
+        path = Path(args.anchor)
+        if not path.exists():
+            raise ConfigError(f"--anchor {path}: no such file")
+        return path
+    return None if args.log is not None else _loaded(config).paths.state_dir / anchor.NAME
 
 
 def cmd_audit_verify(config: Config | None, args: argparse.Namespace) -> int:
-    """Check the hash chain; exit 1 naming the first bad record."""
+    """Check the hash chain and its ends; exit 1 naming the first bad record."""
     from healer.audit import review
 
-    check = review.verify(_audit_path(config, args))
+    check = review.verify(_audit_path(config, args), _anchor_path(config, args))
     if args.json:
-        print(json.dumps(check.__dict__))
+        _show(args, {**check.__dict__, "ok": check.ok})
     elif check.ok:
         torn = f"; torn tail of {check.torn} bytes, set aside at the next write"
-        print(f"OK: {check.records} records chained ({check.first_ts} .. {check.last_ts})"
-              + (torn if check.torn else ""))
+        sealed = "" if check.sealed_from in (None, 1) else \
+            f"; records before {check.sealed_from} are of the old format (hash only)"
+        _show(args, f"OK: {check.records} records chained ({check.first_ts} .. {check.last_ts})"
+              + sealed + (torn if check.torn else "") + f"; {check.ends}")
     else:
-        print(f"BROKEN after {check.records} good records: {check.bad}")
+        _show(args, f"BROKEN after {check.records} good records: {check.bad}")
     return EXIT_OK if check.ok else EXIT_UNHEALTHY
 
 
@@ -201,14 +226,14 @@ def cmd_audit_show(config: Config | None, args: argparse.Namespace) -> int:
         raise ConfigError(f"no incident {args.incident!r} in {path}")
     records = found[0].records
     if args.json:
-        print(json.dumps(records))
+        _show(args, records)
         return EXIT_OK
-    for r in records:
+    for r in args.redactor.value(records):  # before the evidence is rendered as JSON
         extra = r.get("detail") or r.get("reason") or r.get("summary") or ""
-        print(f"{r['ts']}  {r['event']:<17} {r.get('outcome') or '':<12} "
+        _show(args, f"{r['ts']}  {r['event']:<17} {r.get('outcome') or '':<12} "
               f"{r.get('action') or '':<19} {r.get('unit') or '':<28} {extra}")
         if r.get("evidence"):
-            print(f"{'':26}evidence: {json.dumps(r['evidence'])}")
+            _show(args, f"{'':26}evidence: {json.dumps(r['evidence'])}")
     return EXIT_OK
 
 
@@ -218,9 +243,9 @@ def cmd_audit_stats(config: Config | None, args: argparse.Namespace) -> int:
 
     rows = review.stats(_incidents(_audit_path(config, args), args))
     if args.json:
-        print(json.dumps(rows))
+        _show(args, rows)
     elif rows:
-        _table([["SCENARIO", "UNIT", "INCIDENTS", "ACTIONS", "HEALED", "MEAN TIME TO HEAL"]]
+        _table(args, [["SCENARIO", "UNIT", "INCIDENTS", "ACTIONS", "HEALED", "MEAN TIME TO HEAL"]]
                + [[str(r["scenario"]), r["unit"], str(r["incidents"]), str(r["actions"]),
                    str(r["healed"]), "-" if r["mean_time_to_heal_s"] is None
                    else f"{r['mean_time_to_heal_s']:.1f}s"] for r in rows])
@@ -231,9 +256,10 @@ def cmd_audit_list(config: Config | None, args: argparse.Namespace) -> int:
     """Incidents: first seen, scenario, units, steps taken, outcome, time to heal."""
     found = _incidents(_audit_path(config, args), args)
     if args.json:
-        print(json.dumps([i.summary() for i in found]))
+        _show(args, [i.summary() for i in found])
     elif found:
-        _table([["INCIDENT", "FIRST SEEN", "SCENARIO", "UNITS", "STEPS", "OUTCOME", "HEALED IN"]]
+        _table(args, [["INCIDENT", "FIRST SEEN", "SCENARIO", "UNITS", "STEPS", "OUTCOME",
+                       "HEALED IN"]]
                + [[i.id, i.first_seen, i.scenario or "-", ",".join(sorted(i.units)) or "-",
                    " ".join(i.steps) or "-", i.outcome,
                    "-" if i.time_to_heal is None else f"{i.time_to_heal:.1f}s"] for i in found])
@@ -258,9 +284,9 @@ def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
         ids = polkit.unit_ids(DBusSystemd(config.systemd.bus, SystemClock()), config.units.all())
     except ProbeError as exc:
         ids = {}
-        print(f"healer: [units] not checked against systemd ({exc}): polkit sees a unit's own "
-              "name, so an alias there would not be covered", file=sys.stderr)
-    print(polkit.rule(config, rules, args.user, str(args.config_path), ids), end="")
+        _show(args, f"healer: [units] not checked against systemd ({exc}): polkit sees a unit's "
+              "own name, so an alias there would not be covered", file=sys.stderr)
+    _show(args, polkit.rule(config, rules, args.user, str(args.config_path), ids).rstrip("\n"))
     return EXIT_OK
 
 
@@ -275,9 +301,9 @@ def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     """One pass; exit 0 when healthy at the end, 1 when not."""
     report = _pipeline(config, args).run_once(dry_run=args.dry_run)
     if args.json:
-        print(json.dumps({**report.model_dump(mode="json"), "healthy": report.healthy}))
+        _show(args, {**report.model_dump(mode="json"), "healthy": report.healthy})
     else:
-        _print_report(report)
+        _show(args, *_report_lines(report))
     return EXIT_OK if report.healthy else EXIT_UNHEALTHY
 
 
@@ -333,16 +359,19 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--scenario")
             sub.add_argument("--outcome", help=", ".join(IncidentOutcome))
         sub.add_argument("--log", help="read this audit log instead of the config's")
+        if name == "verify":
+            sub.add_argument("--anchor", help="check the ends against this anchor (the "
+                             "config's state dir has one; copy it off the host to trust it)")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(handler=handler, needs_config=lambda a: a.log is None)
     return top
 
 
-def _fail(args: argparse.Namespace | None, message: str, code: int) -> int:
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     """One line on stderr; diagnose also prints its Nagios status line and exits UNKNOWN."""
-    print(f"healer: {message}", file=sys.stderr)
-    if args is not None and args.command == "diagnose":
-        print(f"healer diagnose: UNKNOWN: {message}")
+    _show(args, f"healer: {message}", file=sys.stderr)
+    if args.command == "diagnose":
+        _show(args, f"healer diagnose: UNKNOWN: {message}")
         return EXIT_PROBE
     return code
 
@@ -360,10 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBE if exc.code == EXIT_CONFIG and "diagnose" in argv else int(
             exc.code or 0)
     args.config_path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
+    args.redactor = Redactor()  # the patterns only, until the config is loaded
     needs_config: Callable[[argparse.Namespace], bool] = getattr(args, "needs_config",
                                                                  lambda _: True)
     try:
         config = load_config(args.config_path) if needs_config(args) else None
+        if config is not None:
+            args.redactor = compose.redactor(config)
         code: int = args.handler(config, args)
     except HealerError as exc:
         prefix = "cannot probe: " if isinstance(exc, ProbeError) else ""

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from healer.audit import anchor
 from healer.audit.log import AuditLog
 from healer.controls import Controls
 from healer.errors import ConfigError
@@ -28,6 +29,7 @@ from healer.probes.broker import broker_probe
 from healer.probes.celery import ControlProbe
 from healer.probes.liveness import Liveness
 from healer.probes.prober import Prober
+from healer.redact import Redactor
 from healer.state import StateStore
 
 if TYPE_CHECKING:
@@ -76,6 +78,13 @@ def real_world(config: Config, clock: Clock, events: TaskEvents | None = None) -
                  notifier=webhook, clock=clock, events=events)
 
 
+def redactor(config: Config) -> Redactor:
+    """The redaction for a config: the patterns, the broker's and webhook's secrets, the key."""
+    hook = config.escalation
+    return Redactor.knowing(urls=(config.celery.broker_url, hook.webhook),
+                            secrets=(hook.routing_key,))
+
+
 def rules(config: Config, source: Path) -> list[Rule]:
     """The policy rules the config points at; errors name the file, and the config key."""
     try:
@@ -100,7 +109,7 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
     """The pass for a config over a boundary, with these policy rules."""
     allowed = frozenset(config.units.all())
     clock = world.clock
-    audit = AuditLog(config.paths.audit_log, clock)
+    audit = audit_log(config, clock)
     return Pipeline(
         prober=Prober(world.systemd, world.broker, world.celery, config, clock, world.events),
         policy=PolicyEngine(policy),
@@ -109,7 +118,7 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
                           checks=Liveness(world.systemd, world.broker, world.celery, config),
                           schedule_file=config.beat.schedule_file,
                           workers=tuple(config.units.workers)),
-        escalator=Escalator(world.notifier, audit, clock, world.host),
+        escalator=Escalator(world.notifier, audit, clock, world.host, redactor(config)),
         audit=audit,
         store=StateStore(config.paths.state_dir),
         clock=clock,
@@ -119,7 +128,13 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
     )
 
 
+def audit_log(config: Config, clock: Clock) -> AuditLog:
+    """The audit log, with its anchor in the state dir."""
+    return AuditLog(config.paths.audit_log, clock, anchor=config.paths.state_dir / anchor.NAME,
+                    redactor=redactor(config))
+
+
 def controls(config: Config, clock: Clock) -> Controls:
     """Pause and resume need only the state store and the audit log."""
-    return Controls(StateStore(config.paths.state_dir), AuditLog(config.paths.audit_log, clock),
+    return Controls(StateStore(config.paths.state_dir), audit_log(config, clock),
                     clock)

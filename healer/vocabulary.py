@@ -113,6 +113,7 @@ class Outcome(Word):
     FAILED = "failed"
     DENIED = "denied"
     UNREACHABLE = "unreachable"
+    INTERRUPTED = "interrupted"  # healer stopped mid-step (killed); found at the next start
     # the guard's verdicts
     ALLOWED = "allowed"
     REFUSED = "refused"
@@ -159,7 +160,10 @@ class Event(Word):
     STORM_GUARD = "storm_guard"
     PAUSED = "paused"
     RESUMED = "resumed"
+    ACTION_INTERRUPTED = "action_interrupted"
     TORN_TAIL_SET_ASIDE = "torn_tail_set_aside"
+    AUDIT_STARTED = "audit_started"
+    AUDIT_FILE_STARTED = "audit_file_started"
 
 
 class IncidentOutcome(Word):

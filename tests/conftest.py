@@ -24,10 +24,11 @@ def healer(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def audit_records(path: Path) -> list[dict[str, Any]]:
-    """Every record of a JSON Lines audit log."""
+    """Every record of a JSON Lines audit log but the chain's own (genesis, file openings)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if r["event"] not in {"audit_started", "audit_file_started"}]
 
 
 def diagnose(config: Path) -> tuple[int, list[dict[str, Any]]]:

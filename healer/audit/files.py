@@ -74,15 +74,25 @@ def _lines(handle: IO[bytes]) -> Iterator[bytes]:
         yield line
 
 
+def _complete_lines(file: Path) -> Iterator[Line]:
+    if not file.exists() and not file.is_symlink():
+        return
+    with _open(file) as handle:
+        for number, raw in enumerate(_lines(handle), 1):
+            if raw.endswith(b"\n"):
+                yield Line(file, number, raw[:-1])
+
+
 def history(path: Path) -> Iterator[Line]:
     """Every complete line of every file, oldest first; a torn tail is left out."""
     for file in [*rotations(path), path]:
-        if not file.exists() and not file.is_symlink():
-            continue
-        with _open(file) as handle:
-            for number, raw in enumerate(_lines(handle), 1):
-                if raw.endswith(b"\n"):
-                    yield Line(file, number, raw[:-1])
+        yield from _complete_lines(file)
+
+
+def recent(path: Path) -> Iterator[Line]:
+    """The complete lines of the newest rotation and the current file: the latest records."""
+    for file in [*rotations(path)[-1:], path]:
+        yield from _complete_lines(file)
 
 
 def _end(file: Path, follow: bool) -> bytes:

@@ -1,7 +1,7 @@
 """Reading the audit log after an incident: select, group into incidents, summarise, verify.
 
-Selection is fast on large logs: the time window is compared on the raw ``ts`` prefix and the
-unit and scenario as quoted substrings before any line is parsed.
+Selection is fast on large logs: a line is skipped before it is parsed where its bytes prove
+that it cannot pass the filters (its ``ts`` prefix, a unit or scenario absent even escaped).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from healer.audit import chain, files
+from healer.audit import anchor, chain, files
 from healer.errors import AuditCorrupt, ConfigError
 from healer.policy.models import parse_duration
 from healer.vocabulary import Event, IncidentOutcome, Outcome
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-_TS_PREFIX = b'{"ts": "'
+_TS_SEALED, _TS_LEGACY = b'{"ts":"', b'{"ts": "'
 _TS_LEN = len("2026-01-01T00:00:00.000Z")
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?Z?$")
 
@@ -89,25 +89,47 @@ def _encodable(raw: bytes, record: dict[str, Any]) -> bool:
     return True
 
 
+def _window_skips(raw: bytes, since: bytes | None, until: bytes | None) -> bool:
+    """Whether the line's ``ts``, read without parsing, is outside the window.
+
+    Only a plain ``ts`` of the usual length is read so; anything else is parsed first.
+    """
+    start = len(_TS_SEALED) if raw.startswith(_TS_SEALED) else \
+        len(_TS_LEGACY) if raw.startswith(_TS_LEGACY) else 0
+    if not start or raw[start + _TS_LEN:start + _TS_LEN + 1] != b'"':
+        return False
+    ts = raw[start:start + _TS_LEN]
+    return b"\\" not in ts and bool((since and ts < since) or (until and ts > until))
+
+
+def _passes(record: dict[str, Any], filters: Filters) -> bool:
+    return (not filters.unit or record.get("unit") == filters.unit) and \
+        (not filters.scenario or record.get("scenario") == filters.scenario) and \
+        (not filters.since or record["ts"] >= filters.since) and \
+        (not filters.until or record["ts"] <= filters.until)
+
+
 def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
-    """The records of the whole history that pass the time, unit and scenario filters."""
-    unit = json.dumps(filters.unit).encode() if filters.unit else None
-    scenario = json.dumps(filters.scenario).encode() if filters.scenario else None
+    """The records of the whole history that pass the time, unit and scenario filters.
+
+    The filters apply to the parsed record. Lines are skipped unparsed only where the bytes
+    prove it: a ts outside the window, or a unit or scenario that is not there even escaped.
+    """
+    wanted = [json.dumps(v, ensure_ascii=False).encode() for v in (filters.unit,
+                                                                    filters.scenario) if v]
     since = filters.since.encode() if filters.since else None
     until = filters.until.encode() if filters.until else None
     for line in files.history(path):
         raw = line.raw
-        if raw.startswith(_TS_PREFIX):
-            ts = raw[len(_TS_PREFIX):len(_TS_PREFIX) + _TS_LEN]
-            if (since and ts < since) or (until and ts > until):
-                continue
-        if (unit and unit not in raw) or (scenario and scenario not in raw):
+        if (since or until) and _window_skips(raw, since, until):
+            continue
+        if wanted and b"\\" not in raw and not all(w in raw for w in wanted):
             continue
         try:
             record = json.loads(raw)
         except (ValueError, RecursionError):
             continue  # `verify` names it; a review skips it
-        if _is_record(record) and _encodable(raw, record):
+        if _is_record(record) and _passes(record, filters) and _encodable(raw, record):
             yield record  # anything else is not a record healer wrote: verify names it
 
 
@@ -157,7 +179,7 @@ def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None
         incident.scenario = incident.scenario or record.get("scenario")
         if record.get("unit"):
             incident.units.add(record["unit"])
-        if record["event"] == Event.ACTION_FINISHED:
+        if record["event"] in {Event.ACTION_FINISHED, Event.ACTION_INTERRUPTED}:
             incident.steps.append(f"{record.get('action')}:{record.get('outcome')}")
         elif record["event"] == Event.ESCALATION:
             incident.steps.append(f"escalate:{record.get('outcome')}")
@@ -196,13 +218,15 @@ def stats(found: list[Timeline]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """What ``verify`` found: records checked, the first bad one, a torn tail."""
+    """What ``verify`` found: records checked, the first bad one, what the ends could show."""
 
     records: int
     first_ts: str | None
     last_ts: str | None
     bad: str | None
     torn: int
+    sealed_from: int | None = None  # the record from which seq and canonical lines hold
+    ends: str = ""
 
     @property
     def ok(self) -> bool:
@@ -216,38 +240,114 @@ def _flaw(raw: bytes, number: int) -> tuple[dict[str, Any], None] | tuple[None, 
         record = json.loads(raw)
     except (ValueError, RecursionError):
         return None, "not a JSON record"
+    if not isinstance(record, dict):
+        return None, "not a JSON record"
     try:  # NaN or a lone surrogate cannot be hashed as healer hashes: not healer's
-        intact = isinstance(record, dict) and chain.intact(record)
+        flaw = chain.flaw(raw, record)
     except ValueError:
-        intact = False
-    if not intact:
-        return None, f"record {number} does not match its hash (edited?)"
-    return record, None
+        flaw = "cannot be serialised as healer writes records (edited?)"
+    return (record, None) if flaw is None else (None, f"record {number} {flaw}")
 
 
-def verify(path: Path) -> ChainCheck:
-    """Check every record's hash and its link to the one before; stop at the first bad one."""
+@dataclass
+class _Walk:
+    """The chain as read so far."""
+
+    count: int = 0
     prev: str | None = None
-    count, first_ts, last_ts = 0, None, None
+    seq: int | None = None
+    sealed_from: int | None = None
+    head: str = "it starts at its genesis record"
+    first_ts: str | None = None
+    last_ts: str | None = None
+    at_anchor: str | None = None  # the hash of the record at the anchor's seq
+
+    def step(self, line: files.Line, record: dict[str, Any], anchored: int | None
+             ) -> str | None:
+        """Take one intact record; what is wrong with its place in the chain, if anything."""
+        seq, number = record.get("seq"), self.count + 1
+        if seq is None and self.seq is not None:
+            return f"record {number} has no seq after the chain was sealed (edited?)"
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+            return f"record {number} has a seq that is not a number (edited?)"
+        if seq is not None and self.seq is None:
+            self.sealed_from = number
+            if record.get("event") != Event.AUDIT_STARTED or seq != 0:
+                if self.count or record.get("event") != Event.AUDIT_FILE_STARTED \
+                        or line.number != 1:
+                    return (f"record {number} (seq {seq}) is where the history starts: its "
+                            "genesis record and those after it up to here were cut")
+                self.head = (f"it starts at seq {seq}, the first record of {line.file.name}: "
+                             "older rotations are gone (rotated away or removed)")
+        elif seq is not None and self.seq is not None and seq != self.seq + 1:
+            return f"record {number} has seq {seq} after seq {self.seq} (removed or reordered?)"
+        if self.count and record.get("prev") != self.prev:
+            return f"record {number} does not follow the one before (removed or reordered?)"
+        if not self.count and seq is None and record.get("prev") is not None:
+            self.head = "its first record follows one that is not here (old format)"
+        self.count, self.prev, self.seq = number, record["hash"], seq
+        if seq is not None and seq == anchored:
+            self.at_anchor = record["hash"]
+        ts = _text(record.get("ts"))
+        self.first_ts, self.last_ts = self.first_ts or ts, ts
+        return None
+
+    def ends(self, anchor_path: Path | None, end: chain.Link | None) -> tuple[str | None, str]:
+        """What is wrong at the ends against the anchor, if anything, and what the ends show."""
+        if self.sealed_from is None:
+            return None, "no sealed records (written before seq): the ends cannot be checked"
+        if anchor_path is None:
+            return None, f"{self.head}; no anchor: a cut tail or a re-sealed log cannot be seen"
+        lag = "; its last record came after the anchor (a stop mid-append)" \
+            if end and (self.seq or 0) > end.seq else ""
+        return self._against(anchor_path, end), \
+            f"{self.head}; it ends where the anchor {anchor_path} says{lag}"
+
+    def _against(self, anchor_path: Path, end: chain.Link | None) -> str | None:
+        """What is wrong with the log's end against the anchor, if anything."""
+        last = -1 if self.seq is None else self.seq
+        if end is None:
+            return f"the anchor {anchor_path} is missing, though the log has sealed records"
+        if last < end.seq:
+            return (f"the log ends at seq {last} but the anchor {anchor_path} is at seq "
+                    f"{end.seq}: records were cut from the end")
+        if self.at_anchor != end.hash:
+            return (f"the record at seq {end.seq} is not the one the anchor {anchor_path} "
+                    "holds: the log was rewritten (re-sealed)")
+        if last > end.seq + 1:
+            return (f"{last - end.seq} records after the anchor's seq {end.seq}: healer moves "
+                    "the anchor after each record")
+        return None
+
+
+def verify(path: Path, anchor_path: Path | None = None) -> ChainCheck:
+    """Check each record, its place in the chain, and the ends against the anchor, if any.
+
+    Stops at the first bad record. The anchor is read first: an append made while verify
+    runs is then after it, not a cut tail.
+    """
+    end = anchor.read(anchor_path) if anchor_path is not None else None
+    walk = _Walk()
 
     def broken(why: str) -> ChainCheck:
-        return ChainCheck(count, first_ts, last_ts, why, 0)
+        return ChainCheck(walk.count, walk.first_ts, walk.last_ts, why, 0, walk.sealed_from)
 
     try:
         for line in files.history(path):
             where = f"{line.file}:{line.number}"
-            record, flaw = _flaw(line.raw, count + 1)
+            record, flaw = _flaw(line.raw, walk.count + 1)
             if record is None:
                 return broken(f"{where}: {flaw}")
-            if count and record.get("prev") != prev:
-                return broken(f"{where}: record {count + 1} does not follow the one before "
-                              "(removed or reordered?)")
-            prev, count = record["hash"], count + 1
-            ts = record.get("ts")
-            first_ts, last_ts = first_ts or _text(ts), _text(ts)
+            wrong = walk.step(line, record, end.seq if end else None)
+            if wrong:
+                return broken(f"{where}: {wrong}")
     except AuditCorrupt as exc:  # a rotation cut short: the history stops being provable
         return broken(str(exc))
-    return ChainCheck(count, first_ts, last_ts, None, len(files.torn_tail(path, follow=True)))
+    wrong, ends = walk.ends(anchor_path, end)
+    if wrong:
+        return broken(wrong)
+    return ChainCheck(walk.count, walk.first_ts, walk.last_ts, None,
+                      len(files.torn_tail(path, follow=True)), walk.sealed_from, ends)
 
 
 def _text(value: object) -> str | None:

@@ -4,8 +4,8 @@ Each attempt is one POST straight to the configured host (no proxy), whole withi
 at the deadline its socket is shut, however slowly the receiver drips its answer. Only a lost
 connection, 429 and 5xx are retried (tenacity, exponential wait, ``sleep`` passed in); any other
 answer is final, and a redirect is never followed (it would turn the POST into a GET). Errors
-name the webhook by scheme and host only: its path and query may hold a token. The caller
-audits the escalation whether or not it was delivered.
+name the webhook as ``redact.url`` shows it, by scheme and host: its path and query may hold a
+token. The caller redacts the alert and audits the escalation, delivered or not.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from healer import redact
 from healer.errors import NotifyError
 
 if TYPE_CHECKING:
@@ -31,12 +32,6 @@ MAX_ANSWER = 64 * 1024  # bytes of the receiver's answer read; the status is wha
 
 class _Retry(Exception):
     """An attempt worth repeating: no connection, no whole answer in time, 429 or 5xx."""
-
-
-def where(url: str) -> str:
-    """The webhook as errors may name it: scheme and host, never its path or query."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}"
 
 
 def _cut(connection: http.client.HTTPConnection, fired: threading.Event) -> None:
@@ -103,7 +98,7 @@ class Webhook:
         try:
             connection = kind(parts.hostname or "", parts.port, timeout=self.timeout)
         except ValueError as exc:  # a port the URL pattern let through but no socket takes
-            raise NotifyError(f"webhook {where(self.url)}: {exc}") from exc
+            raise NotifyError(f"webhook {redact.url(self.url)}: {exc}") from exc
         fired = threading.Event()
         deadline = threading.Timer(self.timeout, _cut, (connection, fired))
         deadline.start()
@@ -129,9 +124,9 @@ class Webhook:
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status}")
         if 300 <= status < 400:
-            raise NotifyError(f"webhook {where(self.url)}: HTTP {status}, a redirect: not "
+            raise NotifyError(f"webhook {redact.url(self.url)}: HTTP {status}, a redirect: not "
                               "followed for a POST; point the webhook at the final address")
-        raise NotifyError(f"webhook {where(self.url)}: HTTP {status}: refused, not retried")
+        raise NotifyError(f"webhook {redact.url(self.url)}: HTTP {status}: refused, not retried")
 
     def send(self, alert: Alert) -> None:
         """Deliver the alert, retrying; raises NotifyError when it was not delivered."""
@@ -145,5 +140,5 @@ class Webhook:
         try:
             retrying(self._post, body)
         except _Retry as exc:
-            raise NotifyError(f"webhook {where(self.url)}: {exc} after {self.attempts} "
+            raise NotifyError(f"webhook {redact.url(self.url)}: {exc} after {self.attempts} "
                               "attempts") from exc

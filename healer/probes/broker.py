@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import amqp
 import redis
 
+from healer import redact
 from healer.config import AMQP_SCHEMES, REDIS_SCHEMES
 from healer.errors import ConfigError
 from healer.model import BrokerState
@@ -40,16 +41,6 @@ def queue_keys(queue: str) -> list[str]:
     return [queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
 
 
-def redact(url: str) -> str:
-    """The URL without its password, fit for logs and the audit record."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class _Probe:
     """What both probes share: the URL, a tight timeout, the clock, and how to report."""
 
@@ -59,13 +50,13 @@ class _Probe:
         self._clock = clock
 
     def _down(self, kind: BrokerError, exc: Exception) -> BrokerState:
-        return BrokerState(url=redact(self._url), reachable=False, error_kind=kind,
+        return BrokerState(url=redact.url(self._url), reachable=False, error_kind=kind,
                            error=str(exc) or type(exc).__name__)
 
     def _up(self, start: float, queues: dict[str, int],
             consumers: dict[str, int] | None = None) -> BrokerState:
         latency = (self._clock.monotonic() - start) * 1000
-        return BrokerState(url=redact(self._url), reachable=True, latency_ms=round(latency, 2),
+        return BrokerState(url=redact.url(self._url), reachable=True, latency_ms=round(latency, 2),
                            queues=queues, consumers=consumers or {})
 
 

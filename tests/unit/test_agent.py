@@ -16,6 +16,7 @@ from healer.agent import Agent, summary
 from healer.errors import ConfigError, ProbeError
 from healer.metrics import Metrics
 from healer.model import ActionReport, Finding, PassReport
+from healer.redact import Redactor
 from healer.systemd.notify import SdNotify, watchdog_interval
 from healer.testing import ManualClock
 from healer.vocabulary import FindingKey, Outcome, Scenario, Severity
@@ -326,6 +327,20 @@ def test_bad_reload_keeps_old_pipeline_until_good_one(listener: Listener) -> Non
     ]
     assert rig.events() == ["agent_started", "reload_failed", "reloaded", "agent_stopped"]
     assert rig.logs[1]["log_level"] == "error"
+
+
+def test_errors_in_status_and_log_are_redacted(listener: Listener) -> None:
+    """A failed pass and a failed reload name no secret, in STATUS= or in the log."""
+    clock = ManualClock()
+    a = pipeline("A", listener, clock, ProbeError("AUTH pw-s3cret refused: redis://:pw-s3cret@b"))
+    rig = Rig(listener, [a, ConfigError("routing key rk-s3cret")], stop_after=2, clock=clock)
+    rig.agent.redact = Redactor.knowing(secrets=["pw-s3cret", "rk-s3cret"]).text
+    rig.hooks[1] = lambda agent: agent._on_signal(signal.SIGHUP, None)
+    rig.run()
+    assert listener.statuses()[1:3] == [
+        "last pass failed: AUTH *** refused: redis://:***@b",
+        "reload failed, running on the previous config: routing key ***"]
+    assert "s3cret" not in repr(rig.logs)
 
 
 def test_failed_pass_after_bad_reload_keeps_the_note(listener: Listener) -> None:

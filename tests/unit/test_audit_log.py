@@ -45,88 +45,108 @@ def setup_log(tmp_path: Path, count: int) -> tuple[Path, AuditLog, ManualClock]:
     return path, log, clock
 
 
+OPENINGS = {Event.AUDIT_STARTED, Event.AUDIT_FILE_STARTED}
+
+
+def written(path: Path) -> list[dict[str, Any]]:
+    """The records of one file that healer was asked to write (no genesis or file openings)."""
+    return [r for r in lines(path) if r["event"] not in OPENINGS]
+
+
 def assert_chained(records: list[dict[str, Any]], first_prev: str | None = None) -> None:
-    """Every record is intact and points at the hash of the one before."""
-    prev = first_prev
+    """Every record is intact, numbered after the one before, and points at its hash."""
+    prev, seq = first_prev, records[0]["seq"]
     for record in records:
-        assert chain.intact(record)
-        assert record["prev"] == prev
-        prev = record["hash"]
+        raw = (json.dumps(record, ensure_ascii=False, separators=(",", ":"))).encode()
+        assert chain.flaw(raw, record) is None
+        assert (record["prev"], record["seq"]) == (prev, seq)
+        prev, seq = record["hash"], seq + 1
 
 
 def test_records_are_chained_and_verify(tmp_path: Path) -> None:
-    """Each record's prev is the previous record's hash (None first) and verify passes."""
+    """A genesis record (seq 0) starts the chain; each record follows the one before."""
     path, _, _ = setup_log(tmp_path, 4)
     records = lines(path)
-    assert len(records) == 4
+    assert len(records) == 5
     assert_chained(records)
-    assert records[0]["prev"] is None
-    assert [r["incident"] for r in records] == ["inc-1", "inc-2", "inc-3", "inc-4"]
-    assert records[0]["ts"] == "2023-11-14T22:13:21.000Z"
+    assert (records[0]["event"], records[0]["seq"], records[0]["prev"]) == (
+        "audit_started", 0, None)
+    assert [r["incident"] for r in records[1:]] == ["inc-1", "inc-2", "inc-3", "inc-4"]
+    assert records[1]["ts"] == "2023-11-14T22:13:21.000Z"
     verdict = review.verify(path)
     assert verdict.ok
-    assert (verdict.records, verdict.torn) == (4, 0)
+    assert (verdict.records, verdict.torn, verdict.sealed_from) == (5, 0, 1)
     assert verdict.first_ts == records[0]["ts"]
     assert verdict.last_ts == records[-1]["ts"]
+    assert "no anchor" in verdict.ends
 
 
-def test_records_start_with_ts_event_incident(tmp_path: Path) -> None:
-    """Every record begins with ts, event and incident and ends with prev and hash."""
+def test_a_line_is_its_canonical_form(tmp_path: Path) -> None:
+    """Lines put ts and seq first, the rest sorted, hash last: re-serialised, the same bytes."""
     path, _, _ = setup_log(tmp_path, 1)
-    keys = list(lines(path)[0])
-    assert keys[:3] == ["ts", "event", "incident"]
-    assert keys[-2:] == ["prev", "hash"]
+    raw = path.read_bytes().splitlines()[1]
+    record = json.loads(raw)
+    keys = list(record)
+    assert keys[:2] == ["ts", "seq"]
+    assert keys[-1] == "hash"
+    assert keys[2:-1] == sorted(keys[2:-1])
+    assert raw == json.dumps(record, separators=(",", ":")).encode()
 
 
 def test_edited_byte_names_file_line_and_record(tmp_path: Path) -> None:
     """Changing one byte of an old record fails verify at that file:line, naming record N."""
     path, _, _ = setup_log(tmp_path, 4)
     raw = path.read_bytes().splitlines(keepends=True)
-    assert b'"healed"' in raw[1]
-    raw[1] = raw[1].replace(b'"healed"', b'"healee"')
+    assert b'"healed"' in raw[2]
+    raw[2] = raw[2].replace(b'"healed"', b'"healee"')
     path.write_bytes(b"".join(raw))
     verdict = review.verify(path)
     assert not verdict.ok
-    assert verdict.records == 1
-    assert verdict.bad == f"{path}:2: record 2 does not match its hash (edited?)"
+    assert verdict.records == 2
+    assert verdict.bad == f"{path}:3: record 3 does not match its hash (edited?)"
+
+
+def forge(path: Path, index: int, **change: object) -> None:
+    """Edit record ``index`` and seal it again with a fresh hash, as an attacker would."""
+    raw = path.read_bytes().splitlines(keepends=True)
+    record = json.loads(raw[index])
+    body = {k: v for k, v in record.items() if k not in {"seq", "prev", "hash"}}
+    line, _ = chain.seal({**body, **change}, chain.Link(record["seq"] - 1, record["prev"]))
+    raw[index] = line + b"\n"
+    path.write_bytes(b"".join(raw))
 
 
 def test_edit_with_recomputed_hash_breaks_next_link(tmp_path: Path) -> None:
     """An edited record re-sealed with a fresh hash is caught at the next record's prev."""
     path, _, _ = setup_log(tmp_path, 4)
-    records = lines(path)
-    body = {k: v for k, v in records[1].items() if k not in {"prev", "hash"}}
-    forged = chain.seal({**body, "outcome": "not_healed"}, records[1]["prev"])
-    records[1] = forged
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    forge(path, 2, outcome="not_healed")
     verdict = review.verify(path)
     assert not verdict.ok
-    assert verdict.records == 2
+    assert verdict.records == 3
     assert verdict.bad is not None
-    assert verdict.bad.startswith(f"{path}:3: record 3 does not follow")
+    assert verdict.bad.startswith(f"{path}:4: record 4 does not follow")
 
 
-def test_deleted_middle_line_does_not_follow(tmp_path: Path) -> None:
-    """Removing a record in the middle fails verify with "does not follow" at its successor."""
+def test_deleted_middle_line_is_a_gap_in_seq(tmp_path: Path) -> None:
+    """Removing a record in the middle fails verify at its successor, which skips a seq."""
     path, _, _ = setup_log(tmp_path, 4)
     raw = path.read_bytes().splitlines(keepends=True)
-    del raw[1]
+    del raw[2]
     path.write_bytes(b"".join(raw))
     verdict = review.verify(path)
     assert not verdict.ok
-    assert verdict.bad == (f"{path}:2: record 2 does not follow the one before "
-                           "(removed or reordered?)")
+    assert verdict.bad == f"{path}:3: record 3 has seq 3 after seq 1 (removed or reordered?)"
 
 
 def test_swapped_lines_do_not_follow(tmp_path: Path) -> None:
     """Two records swapped fail verify as reordered."""
     path, _, _ = setup_log(tmp_path, 3)
     raw = path.read_bytes().splitlines(keepends=True)
-    raw[1], raw[2] = raw[2], raw[1]
+    raw[2], raw[3] = raw[3], raw[2]
     path.write_bytes(b"".join(raw))
     verdict = review.verify(path)
     assert verdict.bad is not None
-    assert "record 2 does not follow" in verdict.bad
+    assert "record 3 has seq 3 after seq 1" in verdict.bad
 
 
 def test_garbage_line_is_named(tmp_path: Path) -> None:
@@ -135,8 +155,8 @@ def test_garbage_line_is_named(tmp_path: Path) -> None:
     with path.open("ab") as handle:
         handle.write(b"not json\n")
     verdict = review.verify(path)
-    assert verdict.bad == f"{path}:3: not a JSON record"
-    assert verdict.records == 2
+    assert verdict.bad == f"{path}:4: not a JSON record"
+    assert verdict.records == 3
 
 
 def test_torn_tail_is_reported_then_set_aside(tmp_path: Path) -> None:
@@ -148,9 +168,9 @@ def test_torn_tail_is_reported_then_set_aside(tmp_path: Path) -> None:
 
     verdict = review.verify(path)
     assert verdict.ok
-    assert verdict.records == 2
+    assert verdict.records == 3
     assert verdict.torn == len(TORN)
-    assert [line.number for line in files.history(path)] == [1, 2]
+    assert [line.number for line in files.history(path)] == [1, 2, 3]
 
     clock.advance(1)
     log.record(Event.PAUSED, None, unit="celery-w1.service", reason="maintenance")
@@ -159,17 +179,17 @@ def test_torn_tail_is_reported_then_set_aside(tmp_path: Path) -> None:
     assert torn_file.read_bytes() == TORN + b"\n"
     assert path.read_bytes().endswith(b"\n")
     records = lines(path)
-    assert [r["event"] for r in records] == ["action_finished", "action_finished",
-                                              "torn_tail_set_aside", "paused"]
-    aside = records[2]
+    assert [r["event"] for r in records] == ["audit_started", "action_finished",
+                                              "action_finished", "torn_tail_set_aside", "paused"]
+    aside = records[3]
     assert aside["bytes"] == len(TORN)
     assert aside["kept_in"] == str(torn_file)
     assert aside["incident"] is None
     assert_chained(records)
-    assert records[:2] == before
+    assert records[:3] == before
     verdict = review.verify(path)
     assert verdict.ok
-    assert (verdict.records, verdict.torn) == (4, 0)
+    assert (verdict.records, verdict.torn) == (5, 0)
 
 
 def test_file_of_only_a_torn_line_is_set_aside(tmp_path: Path) -> None:
@@ -181,7 +201,8 @@ def test_file_of_only_a_torn_line_is_set_aside(tmp_path: Path) -> None:
     assert review.verify(path).torn == len(TORN)
     write(log, clock, 1, start=3)
     records = lines(path)
-    assert [r["event"] for r in records] == ["torn_tail_set_aside", "action_finished"]
+    assert [r["event"] for r in records] == ["audit_file_started", "torn_tail_set_aside",
+                                              "action_finished"]
     assert_chained(records, first_prev=lines(rotated)[-1]["hash"])
     assert review.verify(path).ok
 
@@ -211,20 +232,20 @@ def test_chain_continues_across_rotations(tmp_path: Path) -> None:
     assert not path.with_name("audit.jsonl.2").exists()
     assert files.rotations(path) == [two, one]
     oldest, middle, current = lines(two), lines(one), lines(path)
-    assert [len(oldest), len(middle), len(current)] == [3, 3, 3]
+    assert [len(oldest), len(middle), len(current)] == [4, 4, 4]
+    assert [middle[0]["event"], current[0]["event"]] == ["audit_file_started"] * 2
     assert current[0]["prev"] == middle[-1]["hash"]
     assert middle[0]["prev"] == oldest[-1]["hash"]
     assert_chained(oldest + middle + current)
 
     history = list(files.history(path))
     assert [(line.file, line.number) for line in history] == [
-        (two, 1), (two, 2), (two, 3), (one, 1), (one, 2), (one, 3),
-        (path, 1), (path, 2), (path, 3)]
-    assert [json.loads(line.raw)["incident"] for line in history] == [
+        (file, n) for file in (two, one, path) for n in (1, 2, 3, 4)]
+    assert [json.loads(line.raw)["incident"] for line in history if line.number > 1] == [
         f"inc-{n}" for n in range(1, 10)]
     verdict = review.verify(path)
     assert verdict.ok
-    assert verdict.records == 9
+    assert verdict.records == 12
     assert verdict.first_ts == oldest[0]["ts"]
     assert verdict.last_ts == current[-1]["ts"]
 
@@ -250,7 +271,7 @@ def test_edit_inside_gzipped_rotation_is_named(tmp_path: Path) -> None:
     data = gzip.decompress(two.read_bytes()).replace(b'"inc-2"', b'"inc-9"')
     two.write_bytes(gzip.compress(data))
     verdict = review.verify(path)
-    assert verdict.bad == f"{two}:2: record 2 does not match its hash (edited?)"
+    assert verdict.bad == f"{two}:3: record 3 does not match its hash (edited?)"
 
 
 def test_record_longer_than_tail_window_chains(tmp_path: Path) -> None:
@@ -260,7 +281,7 @@ def test_record_longer_than_tail_window_chains(tmp_path: Path) -> None:
     log.record(Event.INCIDENT_OPENED, "inc-big", summary="x" * (files.TAIL + 100))
     write(log, clock, 1, start=2)
     records = lines(path)
-    assert len(records) == 3
+    assert len(records) == 4
     assert_chained(records)
     assert review.verify(path).ok
 
@@ -275,7 +296,7 @@ def test_two_writers_alternating_keep_one_chain(tmp_path: Path) -> None:
         writer = agent if n % 2 == 0 else operator
         writer.record(Event.DECISION, f"inc-{n}", outcome=Outcome.HELD)
     records = lines(path)
-    assert [r["incident"] for r in records] == [f"inc-{n}" for n in range(6)]
+    assert [r["incident"] for r in written(path)] == [f"inc-{n}" for n in range(6)]
     assert_chained(records)
     assert review.verify(path).ok
 
@@ -298,11 +319,11 @@ def test_two_writers_at_once_never_fork_the_chain(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     records = lines(path)
-    assert len(records) == 50
+    assert len(records) == 51
     assert_chained(records)
     verdict = review.verify(path)
     assert verdict.ok
-    assert verdict.records == 50
+    assert verdict.records == 51
 
 
 def test_files_root_writes_belong_to_the_folders_owner(tmp_path: Path) -> None:

@@ -133,8 +133,9 @@ def pick(path: Path, **filters: str) -> list[dict[str, Any]]:
 def test_select_without_filters_reads_everything(log: Path) -> None:
     """No filters: every record, oldest first."""
     records = pick(log)
-    assert len(records) == 22
-    assert ids(records) == ["inc-1", None, "inc-2", "inc-3", "inc-4", "inc-5", "inc-6"]
+    assert len(records) == 23
+    assert records[0]["event"] == "audit_started"
+    assert ids(records) == [None, "inc-1", None, "inc-2", "inc-3", "inc-4", "inc-5", "inc-6"]
 
 
 def test_select_since_and_until(log: Path) -> None:
@@ -142,7 +143,7 @@ def test_select_since_and_until(log: Path) -> None:
     since = pick(log, since="2026-11-24T00:00:00.000Z")
     assert ids(since) == [None, "inc-2", "inc-3", "inc-4", "inc-5", "inc-6"]
     until = pick(log, until="2026-11-24T09:00:00.000Z")
-    assert ids(until) == ["inc-1", None, "inc-2"]
+    assert ids(until) == [None, "inc-1", None, "inc-2"]
     assert until[-1]["event"] == "incident_opened"
     window = pick(log, since="2026-11-24T15:00:00.000Z", until="2026-11-24T16:59:59.999Z")
     assert ids(window) == ["inc-3", "inc-4"]
@@ -174,7 +175,7 @@ def test_select_skips_a_garbage_line(log: Path) -> None:
     """A line that is not JSON is skipped by select (verify is the one that names it)."""
     with log.open("ab") as handle:
         handle.write(b"{oops\n")
-    assert len(pick(log)) == 22
+    assert len(pick(log)) == 23
 
 
 # -- incidents -------------------------------------------------------------------------------
@@ -357,21 +358,23 @@ def test_cli_verify_ok(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`audit verify` on an intact log exits 0 and says how many records are chained."""
     assert main(["audit", "verify", "--log", str(log)]) == EXIT_OK
     assert capsys.readouterr().out.strip() == (
-        "OK: 22 records chained (2026-11-23T10:00:00.000Z .. 2026-11-24T17:10:20.000Z)")
+        "OK: 23 records chained (2026-11-23T10:00:00.000Z .. 2026-11-24T17:10:20.000Z); it "
+        "starts at its genesis record; no anchor: a cut tail or a re-sealed log cannot be seen")
 
 
 def test_cli_verify_broken(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`audit verify` on an edited log exits 1 with a BROKEN line naming file:line and record."""
     raw = log.read_bytes().splitlines(keepends=True)
-    raw[2] = raw[2].replace(b'"healed"', b'"failed"')
+    assert b'"healed"' in raw[3]
+    raw[3] = raw[3].replace(b'"healed"', b'"failed"')
     log.write_bytes(b"".join(raw))
     assert main(["audit", "verify", "--log", str(log)]) == EXIT_UNHEALTHY
     assert capsys.readouterr().out.strip() == (
-        f"BROKEN after 2 good records: {log}:3: record 3 does not match its hash (edited?)")
+        f"BROKEN after 3 good records: {log}:4: record 4 does not match its hash (edited?)")
     assert main(["audit", "verify", "--log", str(log), "--json"]) == EXIT_UNHEALTHY
     verdict = out_json(capsys)
-    assert verdict["records"] == 2
-    assert "record 3" in verdict["bad"]
+    assert (verdict["records"], verdict["ok"]) == (3, False)
+    assert "record 4" in verdict["bad"]
 
 
 def test_cli_verify_reports_torn_tail(log: Path, capsys: pytest.CaptureFixture[str]) -> None:

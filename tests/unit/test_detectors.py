@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from healer import history
+from healer import history, redact
 from healer.detectors import (
     beat_down,
     beat_stalled,
@@ -35,7 +35,7 @@ from healer.model import (
     WorkerLog,
 )
 from healer.probes import logs
-from healer.probes.broker import queue_keys, redact
+from healer.probes.broker import queue_keys
 from healer.probes.celery import node_name
 from healer.state import State
 from healer.systemd.dbus_backend import _known
@@ -438,9 +438,9 @@ def test_queue_keys() -> None:
 
 def test_redact() -> None:
     """The password is hidden; URLs without one are unchanged."""
-    assert redact("redis://user:s3cret@broker:6379/0") == "redis://user:***@broker:6379/0"
-    assert "s3cret" not in redact("redis://:s3cret@broker/0")
-    assert redact("redis://broker:6379/0") == "redis://broker:6379/0"
+    assert redact.url("redis://user:s3cret@broker:6379/0") == "redis://user:***@broker:6379/0"
+    assert "s3cret" not in redact.url("redis://:s3cret@broker/0")
+    assert redact.url("redis://broker:6379/0") == "redis://broker:6379/0"
 
 
 # log readers
