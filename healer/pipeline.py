@@ -25,7 +25,7 @@ from healer.detectors import DETECTORS, detect
 from healer.errors import ActionError, BusUnavailable, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
 from healer.model import ActionReport, Diagnosis, Finding, PassReport
-from healer.state import Breaker, Incident, State
+from healer.state import Breaker, Incident, InFlight, State
 from healer.vocabulary import ACTED, Event, Outcome, Scenario
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class Pipeline:
         with self.store.locked():
             state = self.store.load()
             snapshot = self._look(state)
+            if not dry_run:
+                self._reconcile(state, snapshot)
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
@@ -125,6 +127,25 @@ class Pipeline:
         if step.action == "restart_broker":
             return self.broker_unit
         return finding.unit
+
+    def _reconcile(self, state: State, snapshot: Snapshot) -> None:
+        """Close the steps a stopped healer left open, with what systemd says of the unit now.
+
+        Under the state lock, a step still in flight is one whose healer died mid-step.
+        """
+        for action_id, step in list(state.in_flight.items()):
+            events = self.audit.events_of(action_id)
+            if Event.ACTION_STARTED in events and \
+                    not events & {Event.ACTION_FINISHED, Event.ACTION_INTERRUPTED}:
+                seen = next((u for u in (*snapshot.workers, snapshot.beat, snapshot.broker_unit)
+                             if u is not None and u.name == step.unit), None)
+                now = f"{seen.active_state} ({seen.sub_state})" if seen else "not seen"
+                self.audit.record(
+                    Event.ACTION_INTERRUPTED, step.incident, outcome=Outcome.INTERRUPTED,
+                    scenario=step.scenario, unit=step.unit, action=step.action, rule=step.rule,
+                    action_id=action_id, unit_state=now, dry_run=False,
+                    detail=f"healer stopped during this step (killed?); {step.unit} is {now} now")
+            del state.in_flight[action_id]
 
     # -- incidents ---------------------------------------------------------------------------
 
@@ -321,14 +342,22 @@ class Pipeline:
 
     def _act(self, state: State, finding: Finding, rule: str, step: Step, unit: str
              ) -> ActionReport:
-        """Record the attempt and the intent durably, act, then record the outcome."""
+        """Record the attempt and the intent durably, act, then record the outcome.
+
+        The step is kept in flight in the state until its end is recorded, so that a kill
+        in between is found at the next pass (``_reconcile``).
+        """
         incident = state.incidents[finding.key]
         incident.last_decision = None
         state.record_attempt(ratelimit.attempt(state, step.action, unit, step.limit,
                                                self.clock.time()))
+        action_id = self.new_id()
+        state.in_flight[action_id] = InFlight(incident=incident.id, scenario=finding.scenario,
+                                              unit=unit, action=step.action, rule=rule,
+                                              started=self.clock.time())
         self.store.save(state)
         fields = {"scenario": finding.scenario.value, "unit": unit, "action": step.action,
-                  "rule": rule, "dry_run": False}
+                  "rule": rule, "action_id": action_id, "dry_run": False}
         self.audit.record(Event.ACTION_STARTED, incident.id, outcome=Outcome.STARTED, **fields)
         try:
             done = self.executor.execute(step, unit)
@@ -345,7 +374,9 @@ class Pipeline:
             self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=Outcome.FAILED,
                               detail=f"{type(exc).__name__}: {exc}",
                               error=type(exc).__name__, **fields)
+            del state.in_flight[action_id]
             raise
+        del state.in_flight[action_id]
         self._stale = self._stale or outcome in ACTED
         self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)

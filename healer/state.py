@@ -1,6 +1,7 @@
 """The state that spans passes, in one JSON file written atomically (temp, fsync, rename).
 
-Who changes it: the pass (``healer.pipeline``: incidents, breakers, attempts, the storm flag),
+Who changes it: the pass (``healer.pipeline``: incidents, breakers, attempts, the storm flag,
+the steps in flight),
 the fold of each look at the world into history (``healer.history``), and the operator's
 pause and resume (``healer.controls``). Nothing else writes it.
 
@@ -47,6 +48,17 @@ class Breaker(BaseModel):
     reason: str
 
 
+class InFlight(BaseModel):
+    """A step healer started and has not yet recorded the end of (found open after a kill)."""
+
+    incident: str
+    scenario: str
+    unit: str
+    action: str
+    rule: str
+    started: float
+
+
 class Pause(BaseModel):
     """An operator's pause, of everything ("*") or of one unit, until a time or until resumed."""
 
@@ -73,6 +85,7 @@ class State(BaseModel):
     pauses: dict[str, Pause] = Field(default_factory=dict)
     storm: str | None = None
     spent: list[float] = Field(default_factory=list)
+    in_flight: dict[str, InFlight] = Field(default_factory=dict)  # by action id
 
     def record_attempt(self, attempt: Attempt) -> None:
         """Count one attempt of a step, in its "N within M" window and in the budget's."""

@@ -91,41 +91,60 @@ def test_sighup_with_a_broken_policy_keeps_the_old_one(stack: CeleryStack) -> No
     wait_until(lambda: stack.active(WORKER), 40, "the worker healed on the old policy")
 
 
+def steps_started(log: Path) -> int:
+    """How many action_started records the log holds."""
+    return log.read_bytes().count(b'"event":"action_started"') if log.exists() else 0
+
+
 def test_sigkill_at_random_moments_loses_nothing_and_keeps_the_limits(
         stack: CeleryStack) -> None:
-    """50 SIGKILLs during remediation: the audit verifies, the limit holds, nothing twice."""
+    """50 SIGKILLs during remediation: the log verifies, every step has an end, nothing twice."""
     starts = stack.root / "starts.log"
-    stack.manager.write_unit(WORKER, (
+    stack.manager.write_unit(WORKER, (  # restarted as often as healer likes: no start limit
+        "[Unit]\nStartLimitIntervalSec=0\n"
         f"[Service]\nExecStart=/bin/sh -c 'echo start >> {starts}; sleep 1; exit 1'\n"))
     stack.manager.reload()
     stack.manager.systemctl("restart", WORKER)
     policies = stack.root / "policies"
     policies.mkdir()
-    limit = 12
+    limit = 80  # remediation goes on through every kill: the worker fails again each second
     (policies / "p.yaml").write_text(
         "rules:\n  - name: loop\n    match: {scenario: worker_down}\n    ladder:\n"
         f"      - {{action: restart_unit, verify: 0.3s, limit: {{max: {limit}, within: 1h}}}}\n"
         "      - {action: escalate}\n")
-    config = agent_config(stack, policies, free_port())
+    config = stack.config(paths=f'state_dir = "{stack.root / "state"}"\n'
+                                f'audit_log = "{stack.audit_log}"\npolicies = "{policies}"',
+                          agent="interval = 1", extra="[guard]\nbudget_per_hour = 1000\n")
     rng = random.Random(7)  # noqa: S311 - when to kill, not a secret
     for _ in range(50):
+        begun = steps_started(stack.audit_log)
         agent = subprocess.Popen([sys.executable, "-m", "healer", "--config", str(config), "run"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.5))
+        wait_until(lambda n=begun: steps_started(stack.audit_log) > n, 20, "a restart to begin",
+                   pause=0.01)
+        time.sleep(rng.uniform(0, 0.5))  # the job, the 0.3 s verify, the outcome, the next pass
         agent.send_signal(signal.SIGKILL)
         agent.wait()
     state = StateStore(stack.root / "state").load()
     attempts = state.actions.get(f"restart_unit:{WORKER}", [])
-    verify = healer(config, "audit", "verify")
     healer(config, "pause", "--reason", "sets aside a torn tail, if any, by writing")
-    assert healer(config, "audit", "verify").returncode == 0, verify.stdout
-    started = [r for r in audit_records(stack.audit_log) if r["event"] == "action_started"]
-    finished = [r for r in audit_records(stack.audit_log) if r["event"] == "action_finished"]
+    healer(config, "run-once")  # paused: it acts on nothing, it only closes what was open
+    verify = healer(config, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout
+    records = audit_records(stack.audit_log)
+    started = [r for r in records if r["event"] == "action_started"]
+    ended = {r["action_id"]: r["event"] for r in records
+             if r["event"] in {"action_finished", "action_interrupted"}}
+    assert [r["action_id"] for r in started if r["action_id"] not in ended] == []
+    interrupted = [r for r in records if r["event"] == "action_interrupted"]
+    assert interrupted, "no kill landed mid-step: the test did not test"
     restarts = starts.read_text().count("start") - 1
     assert restarts <= len(started) <= len(attempts) <= limit
-    assert len(finished) <= len(started)
     assert restarts > 0
-    assert json.loads((stack.root / "state" / "state.json").read_text())["version"] == 1
+    listed = json.loads(healer(config, "audit", "list", "--json").stdout)
+    steps = [step for incident in listed for step in incident["steps"]]
+    assert steps.count("restart_unit:interrupted") == len(interrupted)
+    assert StateStore(stack.root / "state").load().in_flight == {}
 
 
 def test_agent_counts_task_failures_from_celery_events(stack: CeleryStack) -> None:
