@@ -244,7 +244,7 @@ class Pipeline:
         ruling = self.guard.breaker(state, finding.key, self.clock.time())
         if not ruling.allowed:
             return [self._decide(state, finding, ruling.outcome, ruling.reason, dry_run)]
-        if ruling.close_breaker:
+        if ruling.close_breaker and not dry_run:  # a dry run only says what it would do
             self._close_breaker(state, finding, ruling.reason)
         self._escalate_if_overdue(state, finding, rule, dry_run)
         return self._climb(state, finding, rule, dry_run)

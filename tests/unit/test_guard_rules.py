@@ -384,9 +384,12 @@ def test_breaker_closes_after_its_cool_down(tmp_path: Path) -> None:
 
     del harness.fake.outcomes[W1]
     harness.clock.advance(300)
+    assert outcomes(harness.run(dry_run=True)) == [(W1, "dry_run")]
+    assert harness.audit("breaker_closed") == []  # a dry run closes nothing
     report = harness.run()
 
     assert outcomes(report) == [(W1, "healed")]
+    assert len(harness.audit("breaker_closed")) == 1
     assert report.healthy
     assert harness.fake.calls == [("restart", W1), ("restart", W1)]
     assert harness.store.load().breakers == {}
