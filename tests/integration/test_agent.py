@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,11 @@ def steps_started(log: Path) -> int:
     return log.read_bytes().count(b'"event":"action_started"') if log.exists() else 0
 
 
+def begun_after(log: Path, seen: int) -> bool:
+    """Whether a step was started since ``seen`` were."""
+    return steps_started(log) > seen
+
+
 def test_sigkill_at_random_moments_loses_nothing_and_keeps_the_limits(
         stack: CeleryStack) -> None:
     """50 SIGKILLs during remediation: the log verifies, every step has an end, nothing twice."""
@@ -120,7 +126,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_keeps_the_limits(
         begun = steps_started(stack.audit_log)
         agent = subprocess.Popen([sys.executable, "-m", "healer", "--config", str(config), "run"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda n=begun: steps_started(stack.audit_log) > n, 20, "a restart to begin",
+        wait_until(partial(begun_after, stack.audit_log, begun), 20, "a restart to begin",
                    pause=0.01)
         time.sleep(rng.uniform(0, 0.5))  # the job, the 0.3 s verify, the outcome, the next pass
         agent.send_signal(signal.SIGKILL)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 UNIT = "celery-w1.service"
-BEFORE_SEQ = Path(__file__).parent / "data" / "audit-before-seq.jsonl"  # written by 0.x's code
+BEFORE_SEQ = Path(__file__).parent / "data" / "audit-before-seq.jsonl"  # by the code before seq
 
 
 class Log:
