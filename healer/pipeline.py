@@ -376,8 +376,8 @@ class Pipeline:
                               error=type(exc).__name__, **fields)
             del state.in_flight[action_id]
             raise
-        del state.in_flight[action_id]
         self._stale = self._stale or outcome in ACTED
         self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
+        del state.in_flight[action_id]
         return ActionReport.about(finding, unit, step.action, outcome, detail)

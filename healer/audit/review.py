@@ -292,41 +292,47 @@ class _Walk:
         self.first_ts, self.last_ts = self.first_ts or ts, ts
         return None
 
-    def ends(self, anchor_path: Path | None, end: chain.Link | None) -> tuple[str | None, str]:
-        """What is wrong at the ends against the anchor, if anything, and what the ends show."""
+    def ends(self, anchor_path: Path | None, before: chain.Link | None,
+             after: chain.Link | None) -> tuple[str | None, str]:
+        """What is wrong at the ends against the anchor, if anything, and what the ends show.
+
+        ``before`` is the anchor read before the walk, ``after`` the one read after it: records
+        appended while verify ran are past the first and at most one past the second.
+        """
         if self.sealed_from is None:
             return None, "no sealed records (written before seq): the ends cannot be checked"
         if anchor_path is None:
             return None, f"{self.head}; no anchor: a cut tail or a re-sealed log cannot be seen"
         lag = "; its last record came after the anchor (a stop mid-append)" \
-            if end and (self.seq or 0) > end.seq else ""
-        return self._against(anchor_path, end), \
+            if after and (self.seq or 0) > after.seq else ""
+        return self._against(anchor_path, before, after), \
             f"{self.head}; it ends where the anchor {anchor_path} says{lag}"
 
-    def _against(self, anchor_path: Path, end: chain.Link | None) -> str | None:
+    def _against(self, anchor_path: Path, before: chain.Link | None, after: chain.Link | None
+                 ) -> str | None:
         """What is wrong with the log's end against the anchor, if anything."""
         last = -1 if self.seq is None else self.seq
-        if end is None:
+        if before is None or after is None:
             return f"the anchor {anchor_path} is missing, though the log has sealed records"
-        if last < end.seq:
+        if last < before.seq:
             return (f"the log ends at seq {last} but the anchor {anchor_path} is at seq "
-                    f"{end.seq}: records were cut from the end")
-        if self.at_anchor != end.hash:
-            return (f"the record at seq {end.seq} is not the one the anchor {anchor_path} "
+                    f"{before.seq}: records were cut from the end")
+        if self.at_anchor != before.hash:
+            return (f"the record at seq {before.seq} is not the one the anchor {anchor_path} "
                     "holds: the log was rewritten (re-sealed)")
-        if last > end.seq + 1:
-            return (f"{last - end.seq} records after the anchor's seq {end.seq}: healer moves "
-                    "the anchor after each record")
+        if last > after.seq + 1:
+            return (f"{last - after.seq} records after the anchor's seq {after.seq}: healer "
+                    "moves the anchor after each record")
         return None
 
 
 def verify(path: Path, anchor_path: Path | None = None) -> ChainCheck:
     """Check each record, its place in the chain, and the ends against the anchor, if any.
 
-    Stops at the first bad record. The anchor is read first: an append made while verify
-    runs is then after it, not a cut tail.
+    Stops at the first bad record. The anchor is read before and after the walk, so that
+    records appended while verify runs are not taken for a cut or a forgery.
     """
-    end = anchor.read(anchor_path) if anchor_path is not None else None
+    before = anchor.read(anchor_path) if anchor_path is not None else None
     walk = _Walk()
 
     def broken(why: str) -> ChainCheck:
@@ -338,12 +344,13 @@ def verify(path: Path, anchor_path: Path | None = None) -> ChainCheck:
             record, flaw = _flaw(line.raw, walk.count + 1)
             if record is None:
                 return broken(f"{where}: {flaw}")
-            wrong = walk.step(line, record, end.seq if end else None)
+            wrong = walk.step(line, record, before.seq if before else None)
             if wrong:
                 return broken(f"{where}: {wrong}")
     except AuditCorrupt as exc:  # a rotation cut short: the history stops being provable
         return broken(str(exc))
-    wrong, ends = walk.ends(anchor_path, end)
+    after = anchor.read(anchor_path) if anchor_path is not None else None
+    wrong, ends = walk.ends(anchor_path, before, after)
     if wrong:
         return broken(wrong)
     return ChainCheck(walk.count, walk.first_ts, walk.last_ts, None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,16 @@ if TYPE_CHECKING:
 
 UNIT = "celery-w1.service"
 BEFORE_SEQ = Path(__file__).parent / "data" / "audit-before-seq.jsonl"  # by the code before seq
+APPENDER = """
+import sys
+from pathlib import Path
+from healer.audit.log import AuditLog
+from healer.testing import ManualClock
+from healer.vocabulary import Event
+writer = AuditLog(Path(sys.argv[1]), ManualClock(), anchor=Path(sys.argv[2]))
+while True:
+    writer.record(Event.DECISION, "inc-live", outcome="held")
+"""
 
 
 class Log:
@@ -224,3 +236,23 @@ def test_cli_finds_the_anchor_through_the_config(tmp_path: Path,
     assert "not an audit anchor" in capsys.readouterr().err
     assert main(["audit", "verify", "--log", str(tmp_path / "audit.jsonl"), "--anchor",
                  str(tmp_path / "nowhere")]) == EXIT_CONFIG
+
+
+def test_records_appended_while_verify_runs_are_not_a_forgery(log: Log) -> None:
+    """Another process appending all through verify: every verify still says OK."""
+    last = anchor.read(log.anchor)
+    with log.path.open("ab") as handle:  # a long log, quickly: verify takes a while over it
+        for n in range(20_000):
+            line, last = chain.seal({"ts": "2026-12-01T00:00:00.000Z", "event": "decision",
+                                     "incident": f"inc-{n}"}, last)
+            handle.write(line + b"\n")
+    assert last is not None
+    anchor.write(log.anchor, last)
+    writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(log.path), str(log.anchor)])
+    try:
+        checks = [log.verify() for _ in range(3)]
+    finally:
+        writer.kill()
+        writer.wait()
+    assert [c.bad for c in checks] == [None] * 3
+    assert checks[-1].records > checks[0].records
