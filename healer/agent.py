@@ -6,13 +6,18 @@
 - SIGTERM or SIGINT: finish the pass (and the action) in flight, then exit 0.
 - SIGHUP: reload configuration and policies; when the new ones are invalid, keep the last good
   ones and say so.
+- Events: between passes it follows systemd's state changes of the units it reads
+  (``[agent] events``), and a change starts a pass at once, debounced so that one crash makes
+  one pass (the changes of units the pass itself acted on are its own doing). When the
+  subscription is lost it says so (log, STATUS=, ``healer_events_subscribed``), polls at the
+  interval, and the next pass's reads subscribe again.
 - A pass that fails (no D-Bus, a probe, anything) is recorded and retried next interval; the
   agent never dies of one bad pass.
 - What it says of an error, in its log and in STATUS=, is redacted with the current config's
   redaction (``healer.redact``).
 
 ``serve`` is the agent's whole lifecycle: its runtime (the config, the pipeline built from it,
-the task-event listeners), the metrics endpoint, the log, then the loop.
+Celery's event listener), the metrics endpoint, the log, then the loop.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from healer import compose
 from healer.config import load_config
 from healer.errors import HealerError
-from healer.probes.events import TaskEvents
+from healer.probes.events import CeleryEvents
 from healer.redact import Redactor
 from healer.wait import until
 
@@ -44,7 +49,19 @@ if TYPE_CHECKING:
     from healer.systemd.notify import SdNotify
 
 STALL = 600.0  # a loop without progress for this long is hung: the watchdog stops pinging
-NAP = 0.2
+NAP = 0.1
+DEBOUNCE = 0.1  # after a change, the follow-up signals of the same transition
+LOST_NOTE = "events lost, polling | "
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What the agent runs: the pass, how often, and the state changes that start one early."""
+
+    pipeline: Pipeline
+    interval: float
+    jitter: float
+    changes: Callable[[], set[str] | None] | None = None  # None: polling only
 
 
 def summary(report: PassReport) -> str:
@@ -60,7 +77,7 @@ def summary(report: PassReport) -> str:
 class Agent:
     """Runs passes until told to stop. ``load`` builds a pipeline from the configuration."""
 
-    load: Callable[[], tuple[Pipeline, float, float]]
+    load: Callable[[], Loop]
     clock: Clock
     notify: SdNotify
     metrics: Metrics
@@ -73,6 +90,7 @@ class Agent:
     _reload: threading.Event = field(default_factory=threading.Event, init=False)
     _progress: float = field(default=0.0, init=False)
     _note: str = field(default="", init=False)  # kept in STATUS until a reload succeeds
+    _subscribed: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         self._progress = self.clock.monotonic()
@@ -93,36 +111,38 @@ class Agent:
         """Until SIGTERM: reload when asked, run a pass, sleep the interval (with jitter)."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
-        pipeline, interval, jitter = self.load()
+        loop = self.load()
         self.notify.send(READY="1", STATUS="started; first pass running")
-        self.log.info("agent_started", interval=interval)
+        self.log.info("agent_started", interval=loop.interval, events=loop.changes is not None)
+        self.metrics.events.set(loop.changes is not None)
         if self.watchdog:
             threading.Thread(target=self._ping, name="watchdog", daemon=True).start()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
-                pipeline, interval, jitter = self._reloaded(pipeline, interval, jitter)
-            self._pass(pipeline)
-            self._sleep(interval * (1 + self.rng.uniform(-jitter, jitter)))
+                loop = self._reloaded(loop)
+            acted = self._pass(loop.pipeline)
+            self._sleep(loop, acted)
         self.notify.send(STOPPING="1", STATUS="stopping")
         self.log.info("agent_stopped")
         return 0
 
-    def _reloaded(self, pipeline: Pipeline, interval: float, jitter: float
-                  ) -> tuple[Pipeline, float, float]:
+    def _reloaded(self, loop: Loop) -> Loop:
         try:
             loaded = self.load()
         except HealerError as exc:
             error = self._error("reload_failed", exc)
             self._note = f"reload failed, running on the previous config: {error} | "
             self.notify.send(STATUS=self._note.rstrip(" |"))
-            return pipeline, interval, jitter
-        self._note = ""
+            return loop
+        self._note = "" if self._subscribed else LOST_NOTE
         self.log.info("reloaded")
         return loaded
 
-    def _pass(self, pipeline: Pipeline) -> None:
+    def _pass(self, pipeline: Pipeline) -> set[str]:
+        """One pass, reported; the units it acted on."""
         start = self.clock.monotonic()
+        acted: set[str] = set()
         try:
             report = pipeline.run_once()
         except Exception as exc:  # one bad pass must not kill the agent
@@ -136,12 +156,14 @@ class Agent:
             self.notify.send(STATUS=self._note + said)
             if report.actions or not report.healthy:
                 self.log.info("pass", summary=said)
+            acted = {a.unit for a in report.actions if a.action and a.unit}
         self._progress = self.clock.monotonic()
         try:
             self.after_pass()
         except Exception as exc:  # e.g. the metrics textfile's folder is gone
             self.metrics.failed("after_pass")
             self._error("after_pass_failed", exc)
+        return acted
 
     def _error(self, event: str, exc: Exception, **fields: str) -> str:
         """Log an error, redacted; what it says is returned for STATUS=."""
@@ -149,13 +171,42 @@ class Agent:
         self.log.error(event, error=error, **fields)
         return error
 
-    def _sleep(self, seconds: float) -> None:
-        """Sleep the interval in naps, waking early for a stop or a reload; still progress."""
+    def _sleep(self, loop: Loop, acted: set[str]) -> None:
+        """Sleep the interval in naps, waking early for a stop, a reload or a state change.
+
+        What changed while the pass ran counts too, but not the units it acted on itself.
+        """
+        seconds = loop.interval * (1 + self.rng.uniform(-loop.jitter, loop.jitter))
+        early = self._changed(loop, ignore=acted)
+
         def woken() -> bool | None:
             self._progress = self.clock.monotonic()
-            return self._stop.is_set() or self._reload.is_set() or None
+            return self._stop.is_set() or self._reload.is_set() or self._changed(loop) or None
 
-        until(woken, seconds, self.clock, NAP)
+        if not early:
+            until(woken, seconds, self.clock, NAP)
+
+    def _changed(self, loop: Loop, ignore: set[str] | frozenset[str] = frozenset()) -> bool:
+        """Whether a unit changed state (then the follow-up signals are let in first)."""
+        if loop.changes is None:
+            return False
+        changed = loop.changes()
+        if (changed is None) == self._subscribed:  # lost, or back
+            self._subscribed = changed is not None
+            self.metrics.events.set(self._subscribed)
+            if self._subscribed:
+                self.log.info("events_resubscribed")
+                self._note = self._note.replace(LOST_NOTE, "")
+            else:
+                self.log.warning("events_lost", polling_every=loop.interval)
+                self._note = LOST_NOTE + self._note
+                self.notify.send(STATUS=self._note.rstrip(" |"))
+        if not (changed or set()) - ignore:
+            return False
+        self.log.info("state_changed", units=sorted((changed or set()) - ignore))
+        self._stop.wait(DEBOUNCE)
+        loop.changes()
+        return True
 
 
 class Runtime:
@@ -172,14 +223,14 @@ class Runtime:
         self.clock = clock
         self.metrics = metrics
         self._fresh = True
-        self._listeners: list[TaskEvents] = []
+        self._listeners: list[CeleryEvents] = []
 
-    def load(self) -> tuple[Pipeline, float, float]:
-        """The pipeline, interval and jitter of the current config file."""
+    def load(self) -> Loop:
+        """The pipeline, interval, jitter and state changes of the current config file."""
         config = self.config if self._fresh else load_config(self._source)
         self._fresh = False
-        events = TaskEvents(config.celery.broker_url, self.clock) \
-            if config.celery.task_events else None
+        events = CeleryEvents(config.celery.broker_url, self.clock) \
+            if config.celery.task_events or config.agent.events else None
         world = compose.real_world(config, self.clock, events)
         pipeline = compose.pipeline(config, world, compose.rules(config, self._source))
         for old in self._listeners:
@@ -188,7 +239,8 @@ class Runtime:
         for listener in self._listeners:
             listener.start()
         self.config = config
-        return pipeline, config.agent.interval, config.agent.jitter
+        return Loop(pipeline, config.agent.interval, config.agent.jitter,
+                    world.systemd.changes if config.agent.events else None)
 
     def redact(self, text: str) -> str:
         """The text as the current config's redaction shows it."""

@@ -25,6 +25,7 @@ from healer.notify.webhook import Webhook
 from healer.pipeline import Pipeline
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
+from healer.probes import process
 from healer.probes.broker import broker_probe
 from healer.probes.celery import ControlProbe
 from healer.probes.liveness import Liveness
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from healer.policy.models import Rule
     from healer.probes.broker import BrokerProbe
     from healer.probes.celery import CeleryProbe
-    from healer.probes.events import TaskEvents
+    from healer.probes.events import CeleryEvents
     from healer.systemd import Systemd
 
 
@@ -62,10 +63,11 @@ class World:
     clock: Clock
     new_id: Callable[[], str] = new_id
     host: str = field(default_factory=socket.gethostname)
-    events: TaskEvents | None = None
+    events: CeleryEvents | None = None
+    process_state: Callable[[int], str | None] = process.state  # /proc/PID/stat's letter
 
 
-def real_world(config: Config, clock: Clock, events: TaskEvents | None = None) -> World:
+def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None) -> World:
     """The real boundary for a config; connects to nothing yet (D-Bus connects on first use)."""
     from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
 
@@ -100,6 +102,7 @@ def thresholds(config: Config) -> Thresholds:
         queue_backlog=t.queue_backlog, memory_bytes=int(t.memory_mb * 2**20),
         task_failures=t.task_failures, retry_loop=t.retry_loop,
         not_consuming_after=t.not_consuming_after, startup_grace=t.startup_grace,
+        silence_window=t.silence_window, silence_probes=t.silence_probes,
         cpu_percent=t.cpu_percent, cpu_sustained=t.cpu_sustained,
         beat_max_silence=config.beat.max_silence, task_window=t.task_window,
     )
@@ -111,7 +114,8 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
     clock = world.clock
     audit = audit_log(config, clock)
     return Pipeline(
-        prober=Prober(world.systemd, world.broker, world.celery, config, clock, world.events),
+        prober=Prober(world.systemd, world.broker, world.celery, config, clock, world.events,
+                      world.process_state),
         policy=PolicyEngine(policy),
         guard=Guard(allowed, config.guard),
         executor=Executor(world.systemd, allowed, clock,

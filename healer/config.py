@@ -151,6 +151,8 @@ class ThresholdsConfig(Section):
     retry_loop: Annotated[int, count(10**6, least=2)] = 3
     not_consuming_after: Annotated[float, finite(DAY)] = 60
     startup_grace: Annotated[float, finite(DAY, inclusive=True)] = 30
+    silence_window: Annotated[float, finite(DAY, inclusive=True)] = 15
+    silence_probes: Annotated[int, count(10_000, least=1)] = 3
     cpu_percent: Annotated[float, finite(100_000)] = 90  # percent of one core
     cpu_sustained: Annotated[float, finite(DAY)] = 120
 
@@ -200,6 +202,7 @@ class AgentConfig(Section):
     """The unattended agent's loop and its metrics."""
 
     interval: Annotated[float, finite(DAY)] = 5
+    events: bool = True  # a pass as soon as a managed unit changes state; false: polling only
     jitter: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
     metrics_listen: str | None = Field(default=None, pattern=LOOPBACK)
     metrics_textfile: FilePath | None = None

@@ -2,16 +2,17 @@
 
 Probes only read: they return Readings. This is the one place where their results change the
 state store: how far the logs were read, backlog and CPU samples, task failures and retries,
-lost pool processes, and what beat last did. The pipeline calls ``fold`` after every look.
+lost pool processes, what beat last did, and how long each worker has been silent. The
+pipeline calls ``fold`` after every look.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.model import CpuSample, Observed, Sample, Snapshot, WorkerLog
+from healer.model import CpuSample, Observed, Sample, Silence, Snapshot, WorkerLog
 from healer.probes import logs
-from healer.vocabulary import TaskEventKind
+from healer.vocabulary import ActiveState, TaskEventKind
 
 if TYPE_CHECKING:
     from healer.model import Readings, Thresholds, UnitUsage
@@ -32,8 +33,12 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     if readings.beat_lines is not None:
         state.beat = beat_log = logs.beat_log(readings.beat_lines, state.beat, now)
     _cpu(state, readings.usage, now)
+    _silence(state, readings, now)
+    _running(state, readings, now)
     return Snapshot(
         **{name: getattr(readings, name) for name in Observed.model_fields},
+        silence=dict(state.silence),
+        running={unit: len(tasks) for unit, tasks in state.running.items() if tasks},
         samples=tuple(state.samples),
         cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
         worker_log=worker_log, beat_log=beat_log, thresholds=thresholds,
@@ -80,6 +85,44 @@ def _worker_log(state: State, readings: Readings, now: float, thresholds: Thresh
         if count >= thresholds.retry_loop:
             loops[task] = max(loops.get(task, 0), count)
     return WorkerLog(failures=failures, retry_loops=loops, lost=len(state.lost))
+
+
+def _silence(state: State, readings: Readings, now: float) -> None:
+    """Each asked worker's silence: since its last sign of life, over how many looks.
+
+    A ping answered or an event heard since the look before is life; a new run (another
+    ActiveEnterTimestamp) starts afresh, as not yet answered. A look that could not ask (the
+    broker down) changes nothing; a worker that is not active has no silence.
+    """
+    celery, signals = readings.celery, readings.signals
+    if celery is None or celery.replied is None:
+        return
+    heard = signals.heard if signals else {}
+    for unit in readings.workers:
+        node = celery.nodes.get(unit.name)
+        if unit.active_state != ActiveState.ACTIVE or node is None:
+            state.silence.pop(unit.name, None)
+            continue
+        track = state.silence.get(unit.name)
+        if track is None or track.started_us != unit.active_enter_us:
+            track = Silence(started_us=unit.active_enter_us, last_life=unit.active_enter_us / 1e6)
+        life = now if node in celery.replied else max(track.last_life, heard.get(node, 0.0))
+        alive = life > track.last_life
+        state.silence[unit.name] = Silence(
+            started_us=track.started_us, last_life=life,
+            looks=0 if alive else track.looks + 1, answered=track.answered or alive)
+
+
+def _running(state: State, readings: Readings, now: float) -> None:
+    """The tasks each worker logged as received and not ended, in its current run only."""
+    for unit in readings.workers:
+        if unit.name not in readings.unit_lines and unit.name not in state.running:
+            continue
+        started = unit.active_enter_us / 1e6 if unit.is_active else now
+        kept = {task: at for task, at in state.running.get(unit.name, {}).items()
+                if at >= started}  # a restart ended whatever the run before was doing
+        state.running[unit.name] = logs.running(readings.unit_lines.get(unit.name, ()), kept,
+                                                now)
 
 
 def _cpu(state: State, usage: tuple[UnitUsage, ...], now: float) -> None:

@@ -33,6 +33,8 @@ class Metrics:
         self.escalations = Counter("healer_escalations", "Escalations", ["outcome"], registry=r)
         self.breakers = Gauge("healer_breakers_open", "Problems held by an open breaker",
                               registry=r)
+        self.events = Gauge("healer_events_subscribed", "1 while passes follow systemd's "
+                            "state changes, 0 while polling only", registry=r)
         self.duration = Histogram("healer_pass_duration_seconds", "Duration of a pass",
                                   buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
                                   registry=r)

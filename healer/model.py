@@ -171,8 +171,23 @@ class TaskEvent(NamedTuple):
     task_id: str
 
 
+class WorkerSignals(Frozen):
+    """What Celery's events said of the workers, by node.
+
+    ``heard``: when each node last sent an event (heartbeat, online, any task event);
+    ``busy``: how many tasks its task events show started and not finished.
+    """
+
+    heard: dict[str, float] = {}
+    busy: dict[str, int] = {}
+
+
 class Observed(Frozen):
-    """What a look at the world sees at once; which probes could not look, and why."""
+    """What a look at the world sees at once; which probes could not look, and why.
+
+    ``processes`` is the /proc state of each active worker's main process (``T`` stopped, ``Z``
+    a zombie, ...); ``signals`` is None without an event listener.
+    """
 
     taken_at: float
     workers: tuple[UnitState, ...]
@@ -182,6 +197,8 @@ class Observed(Frozen):
     celery: CeleryState | None = None
     usage: tuple[UnitUsage, ...] = ()
     database: Endpoint | None = None
+    processes: dict[str, str] = {}
+    signals: WorkerSignals | None = None
     probe_errors: dict[str, str] = {}
 
 
@@ -193,6 +210,7 @@ class Readings(Observed):
     """
 
     worker_lines: tuple[str, ...] | None = None
+    unit_lines: dict[str, tuple[str, ...]] = {}  # the worker lines of each unit, where known
     beat_lines: tuple[str, ...] | None = None
     task_events: tuple[TaskEvent, ...] | None = None
     log_cursors: dict[str, LogCursor] = {}
@@ -208,15 +226,32 @@ class Thresholds(Frozen):
     retry_loop: int = 3
     not_consuming_after: float = 60
     startup_grace: float = 30
+    silence_window: float = 15
+    silence_probes: int = 3
     cpu_percent: float = 90
     cpu_sustained: float = 120
     beat_max_silence: float | None = None
     task_window: float = 600
 
 
+class Silence(Frozen):
+    """How long a worker's node has been silent, over how many looks, in its current run.
+
+    ``last_life`` is its last sign of life (a ping answered, an event heard) or, when later,
+    the start of its run; ``answered`` whether it showed life at all since that start.
+    """
+
+    started_us: int
+    last_life: float
+    looks: int = 0
+    answered: bool = False
+
+
 class Snapshot(Observed):
     """What a look saw, with the history that spans passes; detectors read only this."""
 
+    silence: dict[str, Silence] = {}
+    running: dict[str, int] = {}  # tasks each worker unit logged as received and not ended
     samples: tuple[Sample, ...] = ()
     cpu: dict[str, tuple[CpuSample, ...]] = {}
     worker_log: WorkerLog | None = None

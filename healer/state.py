@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from healer import safefile
 from healer.errors import StateError
-from healer.model import BeatLog, CpuSample, LogCursor, Sample
+from healer.model import BeatLog, CpuSample, LogCursor, Sample, Silence
 from healer.vocabulary import Outcome, StoredKey
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ class State(BaseModel):
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)
     cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
+    silence: dict[str, Silence] = Field(default_factory=dict)  # by worker unit
+    running: dict[str, dict[str, float]] = Field(default_factory=dict)  # unit: task id: since
     breakers: dict[StoredKey, Breaker] = Field(default_factory=dict)
     pauses: dict[str, Pause] = Field(default_factory=dict)
     storm: str | None = None

@@ -50,6 +50,13 @@ def hog(mib: int, seconds: float) -> int:
     return len(block)
 
 
+@app.task(name="demoapp.nap")
+def nap(seconds: float) -> float:
+    """Block for a while without yielding: a solo pool answers nothing meanwhile."""
+    time.sleep(seconds)
+    return seconds
+
+
 @app.task(name="demoapp.spin")
 def spin(seconds: float) -> int:
     """Keep one core busy for a while."""

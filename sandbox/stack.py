@@ -32,10 +32,11 @@ _LOG_UNITS = {"celery.log": WORKER, "celerybeat.log": BEAT}
 APP_DIR = Path(__file__).resolve().parent  # demoapp.py: Celery loads it as ``demoapp`` here
 
 
-def worker_command(python: str, node: str, app_dir: object = APP_DIR) -> str:
+def worker_command(python: str, node: str, app_dir: object = APP_DIR,
+                   options: str = "-E") -> str:
     """A worker's ExecStart: one pool process, no mingle or gossip, task events on."""
     return (f"{python} -m celery --workdir={app_dir} -A demoapp worker --hostname={node} "
-            "--concurrency=1 --loglevel=INFO --without-mingle --without-gossip -E")
+            f"--concurrency=1 --loglevel=INFO --without-mingle --without-gossip {options}")
 
 
 def beat_command(python: str, schedule: object, app_dir: object = APP_DIR) -> str:
@@ -128,15 +129,15 @@ class CeleryStack(Deployment):
             after=self.broker_unit, journal=self.journald,
         ))
 
-    def _write_worker(self, unit: str, node: str, log: str) -> None:
+    def _write_worker(self, unit: str, node: str, log: str, options: str = "-E") -> None:
         self.manager.write_unit(unit, self._unit(
-            "Celery worker", worker_command(sys.executable, node), log=log,
+            "Celery worker", worker_command(sys.executable, node, options=options), log=log,
             after=self.broker_unit, journal=self.journald,
         ))
 
-    def add_worker(self, unit: str, node: str) -> None:
-        """Another worker unit (its own node name and log), started; the config lists it."""
-        self._write_worker(unit, node, f"{unit}.log")
+    def add_worker(self, unit: str, node: str, options: str = "-E") -> None:
+        """Another worker unit (its own node name, log and options), started; in the config."""
+        self._write_worker(unit, node, f"{unit}.log", options)
         self.workers.append(unit)
         self.manager.reload()
         self.manager.systemctl("start", unit)

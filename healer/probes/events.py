@@ -1,8 +1,12 @@
-"""Celery task events, received in the background while the agent runs.
+"""Celery's events, received in the background while the agent runs.
 
-Workers started with ``-E`` (or ``worker_send_task_events``) publish ``task-failed`` and
-``task-retried``; events reach only a connected receiver, so only the agent (``healer run``)
-listens, in a thread, and each pass drains what arrived. Task names come from the
+Workers send ``worker-heartbeat`` (about every 2 s), ``worker-online`` and ``worker-offline``
+by default: when a node was last heard is a second sign of life beside ping. Workers started
+with ``-E`` (or ``worker_send_task_events``) also publish task events: ``task-failed`` and
+``task-retried`` are counted, and a ``task-started`` not yet followed by its end shows the
+node busy (a solo pool in a task answers neither ping nor heartbeat). Events reach only a
+connected receiver, so only the agent (``healer run``) listens, in a thread; each pass drains
+the task events that arrived and reads the workers' signals. Task names come from the
 ``task-received`` event of the same id.
 """
 
@@ -10,10 +14,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from healer.model import TaskEvent
+from healer.model import TaskEvent, WorkerSignals
 from healer.vocabulary import TaskEventKind
 
 if TYPE_CHECKING:
@@ -21,24 +24,29 @@ if TYPE_CHECKING:
 
 MAX_NAMES = 10_000
 MAX_PENDING = 10_000
+MAX_NODES = 10_000
 RECONNECT = 2.0
+_COUNTED = frozenset(TaskEventKind)
+_ENDS = ("task-succeeded", "task-failed", "task-rejected", "task-revoked", "task-retried")
 
 
-class TaskEvents:
-    """A background receiver of task events; ``drain`` hands over what arrived."""
+class CeleryEvents:
+    """A background receiver; ``drain`` hands over task events, ``signals`` the workers'."""
 
     def __init__(self, broker_url: str, clock: Clock) -> None:
         self._url = broker_url
         self._clock = clock
         self._names: OrderedDict[str, str] = OrderedDict()
         self._pending: deque[TaskEvent] = deque(maxlen=MAX_PENDING)
+        self._heard: OrderedDict[str, float] = OrderedDict()
+        self._running: OrderedDict[str, str] = OrderedDict()  # task id -> node
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._receiver: Any = None
 
     def start(self) -> None:
         """Listen in a daemon thread until ``stop``."""
-        threading.Thread(target=self._listen, name="task-events", daemon=True).start()
+        threading.Thread(target=self._listen, name="celery-events", daemon=True).start()
 
     def stop(self) -> None:
         """Ask the receiver to stop (it checks about once a second)."""
@@ -47,14 +55,41 @@ class TaskEvents:
             self._receiver.should_stop = True
 
     def drain(self) -> list[TaskEvent]:
-        """Every event since the last drain."""
+        """Every task failure and retry since the last drain."""
         with self._lock:
             events = list(self._pending)
             self._pending.clear()
         return events
 
+    def signals(self) -> WorkerSignals:
+        """When each node was last heard, and how many tasks it has started and not ended."""
+        with self._lock:
+            busy: dict[str, int] = {}
+            for node in self._running.values():
+                busy[node] = busy.get(node, 0) + 1
+            return WorkerSignals(heard=dict(self._heard), busy=busy)
+
     def _name(self, event: dict[str, Any]) -> str:
         return self._names.get(event.get("uuid", ""), "unknown")
+
+    def _seen(self, event: dict[str, Any]) -> None:
+        """Any event of a node is a sign of life; task events also open and close its tasks."""
+        node, kind, task = str(event.get("hostname", "")), event.get("type"), event.get("uuid")
+        with self._lock:
+            if node:
+                self._heard[node] = self._clock.time()
+                self._heard.move_to_end(node)
+                while len(self._heard) > MAX_NODES:
+                    self._heard.popitem(last=False)
+            if kind == "task-started" and task and node:
+                self._running[str(task)] = node
+                while len(self._running) > MAX_PENDING:
+                    self._running.popitem(last=False)
+            elif kind in _ENDS and task:
+                self._running.pop(str(task), None)
+            elif kind == "worker-offline":
+                for ended in [t for t, n in self._running.items() if n == node]:
+                    del self._running[ended]
 
     def _received(self, event: dict[str, Any]) -> None:
         self._names[event["uuid"]] = event.get("name", "unknown")
@@ -66,21 +101,28 @@ class TaskEvents:
         with self._lock:
             self._pending.append(TaskEvent(kind, at, self._name(event), event.get("uuid", "")))
 
+    def receive(self, event: dict[str, Any]) -> None:
+        """Every event: what it says of its node, then what it says of its task."""
+        self._seen(event)
+        kind = event.get("type")
+        if kind == "task-received" and "uuid" in event:
+            self._received(event)
+        elif kind in _COUNTED:
+            self._add(TaskEventKind(kind), event)
+
     def _listen(self) -> None:
         from celery import Celery  # noqa: PLC0415 - only the agent listens
 
         app = Celery(broker=self._url, set_as_current=False)
-        handlers = {"task-received": self._received,
-                    **{kind.value: partial(self._add, kind) for kind in TaskEventKind}}
         while not self._stop.is_set():
-            if not self._capture(app, handlers):
+            if not self._capture(app):
                 self._stop.wait(RECONNECT)
 
-    def _capture(self, app: Any, handlers: dict[str, Any]) -> bool:  # noqa: ANN401
+    def _capture(self, app: Any) -> bool:  # noqa: ANN401
         """Receive until stopped; False when the broker went away (the pass reports it)."""
         try:
             with app.connection_for_read() as connection:
-                self._receiver = app.events.Receiver(connection, handlers=handlers)
+                self._receiver = app.events.Receiver(connection, handlers={"*": self.receive})
                 self._receiver.capture(limit=None, timeout=None, wakeup=False)
         except Exception:
             return False

@@ -4,8 +4,9 @@ Reading takes the cursor of the last read and returns the new one (the pass keep
 state store, so nothing is counted twice); parsing is pure.
 
 Worker: task failures and retries per task name (the same task id retried again and again is a
-loop), and lost pool processes (SIGKILL, WorkerLostError). Beat: when it last sent a due task,
-the shortest period it keeps, and schedule-file trouble (corrupt versus locked by a second beat).
+loop), lost pool processes (SIGKILL, WorkerLostError), and the tasks it is running. Beat: when
+it last sent a due task, the shortest period it keeps, and schedule-file trouble (corrupt
+versus locked by a second beat).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ CURSOR = "-- cursor: "
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
 _FAILED = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] raised unexpected")
 _RETRY = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] retry:")
+_RECEIVED = re.compile(r"Task [\w.:-]+\[([\w-]+)\] received")
+_ENDED = re.compile(r"Task [\w.:-]+\[([\w-]+)\] (?:succeeded in|raised unexpected|retry:"
+                    r"|ignored)|Discarding revoked task: [\w.:-]+\[([\w-]+)\]")
+MAX_RUNNING = 1000
 _LOST = re.compile(r"WorkerLostError|exited with 'signal 9 \(SIGKILL\)'")
 _DISPATCH = re.compile(r"Scheduler: Sending due task (\S+)")
 _REPAIRED = re.compile(r"Removing corrupted schedule file")
@@ -118,6 +123,21 @@ def worker_lines(lines: Iterable[str], now: float, tasks: bool = True
         elif _LOST.search(line):
             lost.append(_when(line, now))
     return events, lost
+
+
+def running(lines: Iterable[str], received: dict[str, float], now: float) -> dict[str, float]:
+    """The tasks a worker logged as received and not yet as ended, with when they came.
+
+    Logged at once, even by a solo pool busy in the task (Celery buffers its task events
+    until the task ends): a received task without its end shows the worker busy.
+    """
+    still = dict(received)
+    for line in lines:
+        if got := _RECEIVED.search(line):
+            still[got.group(1)] = _when(line, now)
+        elif ended := _ENDED.search(line):
+            still.pop(ended.group(1) or ended.group(2), None)
+    return dict(list(still.items())[-MAX_RUNNING:])
 
 
 def beat_log(lines: Iterable[str], previous: BeatLog, now: float) -> BeatLog:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from healer.model import Readings
-from healer.probes import logs
+from healer.probes import logs, process
 from healer.probes.celery import expected_nodes
 from healer.probes.database import check_tcp
 from healer.probes.usage import unit_usage
+from healer.vocabulary import ActiveState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -27,18 +28,23 @@ if TYPE_CHECKING:
     from healer.model import LogCursor
     from healer.probes.broker import BrokerProbe
     from healer.probes.celery import CeleryProbe
-    from healer.probes.events import TaskEvents
+    from healer.probes.events import CeleryEvents
     from healer.systemd import Systemd
 
 T = TypeVar("T")
 
 
 class LogRead(NamedTuple):
-    """New lines of one log source, and the cursors that now mark how far it was read."""
+    """New lines of one log source, and the cursors that now mark how far it was read.
+
+    ``by_unit`` has the lines of each unit where the source tells them apart: the journal, or
+    a file when it is the only unit's.
+    """
 
     lines: tuple[str, ...]
     files: dict[str, LogCursor]
     journal: dict[str, str]
+    by_unit: dict[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ class Prober:
     celery: CeleryProbe | None
     config: Config
     clock: Clock
-    events: TaskEvents | None = None
+    events: CeleryEvents | None = None
+    process_state: Callable[[int], str | None] = process.state
 
     def _read_log(self, source: Path | str | None, units: list[str],
                   files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> LogRead | None:
@@ -58,17 +65,19 @@ class Prober:
         if source is None:
             return None
         if source == "journal":
-            where, lines, cursors = self.config.journal, [], {}
+            where, by_unit, cursors = self.config.journal, {}, {}
             for unit in units:
                 got, after = logs.read_journal(unit, journal.get(unit), where.directory,
                                                where.scope)
-                lines += got
+                by_unit[unit] = tuple(got)
                 if after is not None:
                     cursors[unit] = after
-            return LogRead(tuple(lines), {}, cursors)
+            return LogRead(tuple(line for got in by_unit.values() for line in got), {}, cursors,
+                           by_unit)
         path = str(source)
         new, cursor = logs.read_new(Path(source), files.get(path))
-        return LogRead(tuple(new), {path: cursor}, {})
+        return LogRead(tuple(new), {path: cursor}, {},
+                       {units[0]: tuple(new)} if len(units) == 1 else {})
 
     def observe(self, files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> Readings:
         """One look with every probe; ``files`` and ``journal`` say how far logs were read."""
@@ -101,14 +110,20 @@ class Prober:
         database = guarded("database", partial(check_tcp, db.host, db.port, db.timeout)) \
             if db.host and db.port else None
         usage = tuple(m for u in workers if (m := guarded("usage", partial(unit_usage, u))))
+        processes = {u.name: letter for u in workers if u.active_state == ActiveState.ACTIVE
+                     and u.main_pid and (letter := self.process_state(u.main_pid))}
         read_logs = [r for r in (worker_log, beat_log) if r is not None]
         return Readings(
             taken_at=now, workers=workers, beat=beat,
             broker_unit=read(units.broker) if units.broker else None,
             broker=broker, celery=celery, usage=usage,
             worker_lines=None if worker_log is None else worker_log.lines,
+            unit_lines={} if worker_log is None else worker_log.by_unit,
             beat_lines=None if beat_log is None else beat_log.lines,
-            task_events=None if self.events is None else tuple(self.events.drain()),
+            task_events=tuple(self.events.drain()) if self.events and config.celery.task_events
+            else None,
+            signals=self.events.signals() if self.events else None,
+            processes=processes,
             log_cursors={k: v for r in read_logs for k, v in r.files.items()},
             journal_cursors={k: v for r in read_logs for k, v in r.journal.items()},
             database=database, probe_errors=errors,

@@ -29,6 +29,13 @@ class Systemd(Protocol):
         """Clear a unit's failed state (ResetFailedUnit); raises SystemdError when refused."""
         ...
 
+    def changes(self) -> set[str] | None:
+        """The units read before whose ActiveState changed since the last call (events).
+
+        None while not subscribed: the connection was lost, and the next read subscribes again.
+        """
+        ...
+
     def reload(self) -> None:
         """daemon-reload (Reload); returns when it is done; raises SystemdError when refused."""
         ...

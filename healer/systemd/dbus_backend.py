@@ -32,6 +32,7 @@ MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT = "org.freedesktop.systemd1.Unit"
 SERVICE = "org.freedesktop.systemd1.Service"
 PROPERTIES = "org.freedesktop.DBus.Properties"
+BUS_DRIVER = "org.freedesktop.DBus"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
 _PUMP_BATCH = 100
@@ -113,10 +114,16 @@ class DBusSystemd:
         self._call_timeout = call_timeout
         self._address = bus_address(bus)
         self._finished: dict[str, str] = {}
+        self._paths: dict[str, str] = {}  # object path -> unit name, for the units read
+        self._changed: set[str] = set()
+        self._stale = False  # systemd left the bus (a re-exec): its subscription went with it
+        self._missed = False  # a connection was lost since changes() last said so
         self._bus: Any = None
         self._manager: Any = None
 
     def _connected(self) -> Any:  # noqa: ANN401 - dbus proxies are untyped
+        if self._stale:
+            self._drop()
         if self._manager is not None:
             return self._manager
         check_answers(self._address, CONNECT_TIMEOUT)
@@ -129,6 +136,11 @@ class DBusSystemd:
                 dbus_interface=MANAGER,
                 path=MANAGER_PATH,
             )
+            bus.add_signal_receiver(self._on_properties, signal_name="PropertiesChanged",
+                                    dbus_interface=PROPERTIES, path_keyword="path")
+            bus.add_signal_receiver(self._on_owner_changed, signal_name="NameOwnerChanged",
+                                    dbus_interface=BUS_DRIVER, arg0=SYSTEMD)
+            bus.call_on_disconnection(self._on_disconnected)
             manager = dbus.Interface(bus.get_object(SYSTEMD, MANAGER_PATH, introspect=False),
                                      MANAGER)
             manager.Subscribe(timeout=self._call_timeout)
@@ -144,13 +156,55 @@ class DBusSystemd:
         """``translate``, forgetting a connection that is gone so the next call connects again."""
         error = translate(exc, doing)
         if isinstance(error, BusUnavailable):
-            with contextlib.suppress(Exception):
-                self._bus.close()
-            self._bus = self._manager = None
+            self._drop()
         return error
+
+    def _drop(self) -> None:
+        """Close the connection; the next call connects (and subscribes) again."""
+        with contextlib.suppress(Exception):
+            self._bus.close()
+        self._bus = self._manager = None
+        self._stale, self._missed = False, True
 
     def _on_job_removed(self, _id: int, job: str, _unit: str, result: str) -> None:
         self._finished[str(job)] = str(result)
+
+    def _on_properties(self, interface: str, changed: dict[str, Any], _invalidated: list[str],
+                       path: str = "") -> None:
+        if interface == UNIT and "ActiveState" in changed and str(path) in self._paths:
+            self._changed.add(self._paths[str(path)])
+
+    def _on_disconnected(self, _bus: object) -> None:
+        self._bus = self._manager = None
+        self._missed = True
+
+    def _on_owner_changed(self, _name: str, old: str, _new: str) -> None:
+        if old:  # the systemd this connection subscribed to is gone
+            self._stale = True
+
+    def _pump(self) -> None:
+        """Deliver the signals waiting, a bounded batch."""
+        context = GLib.MainContext.default()
+        for _ in range(_PUMP_BATCH):
+            if not context.iteration(may_block=False):
+                break
+
+    def changes(self) -> set[str] | None:
+        """Units read before whose ActiveState systemd signalled since the last call.
+
+        Every connection subscribes (Subscribe, PropertiesChanged). After one was lost (also
+        when a read has connected again since: changes may have been missed) this says None,
+        and keeps saying it until a read connects again.
+        """
+        if self._bus is not None:
+            self._pump()
+            if self._stale:  # systemd left the bus: this connection's subscription is gone
+                self._drop()
+        if self._bus is None or self._missed:
+            self._missed = self._bus is None
+            return None
+        changed, self._changed = self._changed, set()
+        return changed
 
     def _properties(self, path: str, interface: str) -> dict[str, Any]:
         obj = self._bus.get_object(SYSTEMD, path, introspect=False)
@@ -160,10 +214,24 @@ class DBusSystemd:
         return props
 
     def unit_state(self, name: str) -> UnitState:
-        """LoadUnit (not GetUnit: it fails for garbage-collected units), then GetAll."""
+        """LoadUnit (not GetUnit: it fails for garbage-collected units), then GetAll.
+
+        A read that finds a connection it had lost (systemd got another name on the bus, say)
+        connects again and reads once more: reading twice changes nothing.
+        """
+        connected = self._manager is not None
+        try:
+            return self._read(name)
+        except BusUnavailable:
+            if not connected:
+                raise
+            return self._read(name)
+
+    def _read(self, name: str) -> UnitState:
         manager = self._connected()
         try:
             path = str(manager.LoadUnit(name, timeout=self._call_timeout))
+            self._paths[path] = name
             unit = self._properties(path, UNIT)
             service = self._properties(path, SERVICE) if name.endswith(".service") else {}
         except dbus.exceptions.DBusException as exc:
@@ -194,12 +262,9 @@ class DBusSystemd:
             job = str(method(name, "replace", timeout=self._call_timeout))
         except dbus.exceptions.DBusException as exc:
             raise self._failure(exc, f"{verb} {name}") from exc
-        context = GLib.MainContext.default()
-
         def removed() -> str | None:
-            for _ in range(_PUMP_BATCH):  # deliver the signals waiting, a bounded batch
-                if job in self._finished or not context.iteration(may_block=False):
-                    break
+            if job not in self._finished:
+                self._pump()
             return self._finished.pop(job, None)
 
         return until(removed, timeout, self._clock, _PUMP_PAUSE) or "timeout"

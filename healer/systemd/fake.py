@@ -35,7 +35,8 @@ class FakeSystemd:
     """Units in a dict; every call is recorded in ``calls``.
 
     ``outcomes[name]`` decides what a start or restart job leaves behind (default: running);
-    ``errors[(verb, name)]`` makes that call raise, as a denial or a failed job would. With a
+    ``errors[(verb, name)]`` makes that call raise, as a denial or a failed job would;
+    ``subscribed = False`` is a lost event subscription (the next read subscribes again). With a
     ``clock``, a start sets ActiveEnterTimestamp and a stop InactiveEnterTimestamp, as systemd
     does; without one they stay as given.
     """
@@ -47,7 +48,9 @@ class FakeSystemd:
         self.outcomes: dict[str, Callable[[UnitState], UnitState]] = {}
         self.errors: dict[tuple[str, str], HealerError] = {}
         self.job_results: dict[str, str] = {}
+        self.subscribed = True
         self._next_pid = 1000
+        self._seen: dict[str, str] = {}  # the ActiveState each read unit had at the last changes
 
     def _stamp(self, field: str) -> dict[str, int]:
         """The timestamp a transition sets, in microseconds of wall time (none without a clock)."""
@@ -57,6 +60,9 @@ class FakeSystemd:
         """The stored state, or not-found like LoadUnit gives for an unknown unit."""
         if (err := self.errors.get(("read", name))) is not None:
             raise err
+        self.subscribed = True
+        if name in self.units:
+            self._seen.setdefault(name, self.units[name].active_state)
         return self.units.get(
             name, UnitState(name=name, load_state="not-found", active_state=ActiveState.INACTIVE,
                             sub_state="dead")
@@ -86,6 +92,14 @@ class FakeSystemd:
             after = outcome(running) if outcome else running
         self.units[name] = after
         return self.job_results.get(name, "done")
+
+    def changes(self) -> set[str] | None:
+        """The read units whose ActiveState differs from the last call; None when unsubscribed."""
+        if not self.subscribed:
+            return None
+        changed = {n for n, was in self._seen.items() if self.units[n].active_state != was}
+        self._seen.update({n: self.units[n].active_state for n in changed})
+        return changed
 
     def reload(self) -> None:
         """Record a daemon-reload."""

@@ -154,6 +154,34 @@ def test_reload_returns_when_done_and_keeps_units_as_they_are(bench: Bench) -> N
     assert (state.active_state, state.main_pid) == ("active", pid)
 
 
+def seen_change(bench: Bench, name: str) -> set[str]:
+    """Every unit changes() names until ``name`` is among them (events arrive when they do)."""
+    seen: set[str] = set()
+
+    def named() -> bool | None:
+        changed = bench.systemd.changes()
+        assert changed is not None, "subscribed after a read"
+        seen.update(changed)
+        return name in seen or None
+
+    assert until(named, 10, SystemClock(), 0.02), f"no change of {name} signalled"
+    return seen
+
+
+def test_changes_name_the_units_that_changed_state(bench: Bench) -> None:
+    """A read unit that starts, then is killed, is named by changes(); an idle one is not."""
+    name, idle = bench.add("sleeps"), bench.add("sleeps")
+    for unit in (name, idle):
+        bench.systemd.unit_state(unit)
+    assert bench.systemd.changes() is not None
+    bench.systemd.job("start", name, 10)
+    assert idle not in seen_change(bench, name)
+    settled(bench, name)
+    bench.systemd.changes()
+    bench.kill(name)
+    assert idle not in seen_change(bench, name)
+
+
 def test_every_method_of_the_interface_has_a_case() -> None:
     """A method added to the Systemd interface without a contract case here fails this."""
     methods = {name for name in vars(Systemd) if not name.startswith("_")}

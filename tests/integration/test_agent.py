@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from functools import partial
 from pathlib import Path
 
@@ -19,11 +18,10 @@ from healer.state import StateStore
 from sandbox.base import wait_until
 from sandbox.stack import WORKER, CeleryStack, free_port
 from tests.conftest import audit_records, healer
-from tests.integration.conftest import client
+from tests.integration.conftest import AGENT, client, metrics, start_agent
 
 pytestmark = pytest.mark.integration
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
-AGENT = "healer.service"
 
 
 def agent_config(stack: CeleryStack, policies: Path, port: int) -> Path:
@@ -31,23 +29,6 @@ def agent_config(stack: CeleryStack, policies: Path, port: int) -> Path:
     return stack.config(paths=f'state_dir = "{stack.root / "state"}"\n'
                               f'audit_log = "{stack.audit_log}"\npolicies = "{policies}"',
                         agent=f'interval = 1\nmetrics_listen = "127.0.0.1:{port}"')
-
-
-def start_agent(stack: CeleryStack, config: Path) -> None:
-    """Healer run as a Type=notify unit with a watchdog, in the sandbox."""
-    stack.manager.write_unit(AGENT, (
-        f"[Service]\nType=notify\nNotifyAccess=main\nWatchdogSec=10\n"
-        f"ExecStart={sys.executable} -m healer --config {config} run\n"
-        f"StandardError=append:{stack.root / 'healer.log'}\n"))
-    stack.manager.reload()
-    stack.manager.systemctl("start", AGENT)  # returns once READY=1 arrived
-
-
-def metrics(port: int) -> dict[str, float]:
-    """The healer_* samples of the metrics endpoint."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {name: float(value) for line in text.splitlines() if line.startswith("healer_")
-            for name, value in [line.rsplit(" ", 1)]}
 
 
 def copy_policies(stack: CeleryStack) -> Path:

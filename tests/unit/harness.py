@@ -52,6 +52,7 @@ class Harness:
     broker: BrokerProbe | None = None
     celery: CeleryProbe | None = None
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    processes: dict[int, str] = field(default_factory=dict)  # /proc state by pid (none: unread)
 
     @property
     def audit_path(self) -> Path:
@@ -77,6 +78,7 @@ class Harness:
     def world(self) -> compose.World:
         """The fakes, as the boundary of the composition root."""
         return compose.World(systemd=self.fake, broker=self.broker, celery=self.celery,
+                             process_state=self.processes.get,
                              notifier=self.notifier, clock=self.clock, new_id=self.new_id,
                              host="host")
 

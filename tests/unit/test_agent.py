@@ -12,7 +12,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from healer.agent import Agent, summary
+from healer.agent import Agent, Loop, summary
 from healer.errors import ConfigError, ProbeError
 from healer.metrics import Metrics
 from healer.model import ActionReport, Finding, PassReport
@@ -113,8 +113,10 @@ class Rig:
 
     def __init__(self, listener: Listener, loads: list[FakePipeline | Exception],
                  stop_after: int, interval: float = 1.0, jitter: float = 0.0,
-                 clock: ManualClock | None = None) -> None:
+                 clock: ManualClock | None = None,
+                 changes: list[set[str] | None] | None = None) -> None:
         self.listener = listener
+        self.changed = changes  # what each call of changes() says in turn (then: nothing)
         self.clock = clock or ManualClock()
         self.loads = list(loads)
         self.stop_after = stop_after
@@ -127,12 +129,18 @@ class Rig:
                            rng=random.Random(7))  # noqa: S311 - jitter, not secrets
         self.logs: list[MutableMapping[str, Any]] = []
 
-    def load(self) -> tuple[Pipeline, float, float]:
+    def load(self) -> Loop:
         """The next scripted load."""
         item = self.loads.pop(0)
         if isinstance(item, Exception):
             raise item
-        return cast("Pipeline", item), self.interval, self.jitter
+        return Loop(cast("Pipeline", item), self.interval, self.jitter,
+                    None if self.changed is None else self.changes)
+
+    def changes(self) -> set[str] | None:
+        """The next scripted answer, as the systemd backend's would be."""
+        assert self.changed is not None
+        return self.changed.pop(0) if self.changed else set()
 
     def after_pass(self) -> None:
         """Run this pass's hook; stop after the last one."""
@@ -213,6 +221,51 @@ def test_passes_are_an_interval_apart(listener: Listener) -> None:
     assert Rig(listener, [a], stop_after=4, interval=30.0, clock=clock).run() == 0
     gaps = [b - t for t, b in zip(a.times, a.times[1:], strict=False)]
     assert gaps == pytest.approx([30.0, 30.0, 30.0])
+
+
+def test_a_state_change_starts_a_pass_at_once(listener: Listener) -> None:
+    """A unit's change of state between passes starts the next pass before the interval."""
+    clock = ManualClock()
+    a = pipeline("A", listener, clock)
+    rig = Rig(listener, [a], stop_after=2, interval=30.0, clock=clock,
+              changes=[set(), set(), set(), {W1}])
+    assert rig.run() == 0
+    assert a.times[1] - a.times[0] == pytest.approx(0.2)  # after the pass, at 0, 0.1, 0.2 s
+    assert "state_changed" in rig.events()
+    assert rig.value("healer_events_subscribed") == 1.0
+
+
+def test_the_changes_of_what_the_pass_acted_on_start_no_pass(listener: Listener) -> None:
+    """The unit a pass restarted changes state because of it: that starts no other pass."""
+    clock = ManualClock()
+    a = pipeline("A", listener, clock, report(act("restart_unit", "healed")))
+    rig = Rig(listener, [a], stop_after=2, interval=30.0, clock=clock, changes=[{W1}])
+    rig.run()
+    assert a.times[1] - a.times[0] == pytest.approx(30.0)
+
+
+def test_a_lost_subscription_is_said_and_polled_through(listener: Listener) -> None:
+    """Events lost: logged, in STATUS and the gauge; passes go on at the interval; then back."""
+    clock = ManualClock()
+    a = pipeline("A", listener, clock)
+    rig = Rig(listener, [a], stop_after=3, interval=1.0, clock=clock,
+              changes=[None] * 15)  # lost through the first sleep and into the second
+    assert rig.run() == 0
+    gaps = [b - t for t, b in zip(a.times, a.times[1:], strict=False)]
+    assert gaps == pytest.approx([1.0, 1.0])
+    assert rig.events().count("events_lost") == 1
+    assert rig.events().count("events_resubscribed") == 1
+    assert "STATUS=events lost, polling" in listener.timeline
+    assert listener.statuses()[3:5] == ["events lost, polling | healthy", "healthy"]
+    assert rig.value("healer_events_subscribed") == 1.0
+
+
+def test_polling_only_asks_for_no_changes(listener: Listener) -> None:
+    """With [agent] events = false the loop has no changes to follow: the gauge says 0."""
+    clock = ManualClock()
+    rig = Rig(listener, [pipeline("A", listener, clock)], stop_after=1, clock=clock)
+    rig.run()
+    assert rig.value("healer_events_subscribed") == 0.0
 
 
 def test_jitter_stays_within_its_fraction(listener: Listener) -> None:
@@ -368,7 +421,7 @@ def test_failing_after_pass_does_not_kill_the_agent(listener: Listener, tmp_path
         metrics.write(tmp_path / "missing" / "healer.prom")
 
     a = pipeline("A", listener, clock)
-    agent.append(Agent(lambda: (cast("Pipeline", a), 1.0, 0.0), clock,
+    agent.append(Agent(lambda: Loop(cast("Pipeline", a), 1.0, 0.0), clock,
                        SdNotify(str(listener.path)), metrics, structlog.get_logger(), None,
                        after_pass=after_pass))
     with capture_logs():

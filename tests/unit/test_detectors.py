@@ -28,11 +28,13 @@ from healer.model import (
     Endpoint,
     Readings,
     Sample,
+    Silence,
     Snapshot,
     Thresholds,
     UnitState,
     UnitUsage,
     WorkerLog,
+    WorkerSignals,
 )
 from healer.probes import logs
 from healer.probes.broker import queue_keys
@@ -67,8 +69,15 @@ def worker(name: str, active: str = "active", result: str = "success", up: float
 
 
 def snap(**kw: Any) -> Snapshot:  # noqa: ANN401
-    """A snapshot at NOW with one healthy worker unless told otherwise."""
+    """A snapshot at NOW with one healthy worker unless told otherwise.
+
+    Each worker's node has been silent since its start over five looks, never answering,
+    unless ``silence`` says otherwise.
+    """
     kw.setdefault("workers", (worker(W1),))
+    kw.setdefault("silence", {u.name: Silence(started_us=u.active_enter_us,
+                                              last_life=u.active_enter_us / 1e6, looks=5)
+                              for u in kw["workers"]})
     return Snapshot(taken_at=NOW, **kw)
 
 
@@ -107,6 +116,40 @@ def test_unresponsive_within_startup_grace() -> None:
     s = snap(workers=(worker(W1, up=10),), celery=celery((), **{W1: N1}),
              thresholds=Thresholds(startup_grace=30))
     assert worker_unresponsive.detect(s) == []
+
+
+def test_a_stopped_process_is_proof_at_once() -> None:
+    """State T (SIGSTOP) or Z: a finding in the first look, in its grace and with no silence."""
+    for letter in ("T", "Z"):
+        s = snap(workers=(worker(W1, up=2),), celery=celery((), **{W1: N1}), silence={},
+                 processes={W1: letter})
+        [found] = worker_unresponsive.detect(s)
+        assert found.evidence["process_state"] == letter
+        assert "process stopped" in found.summary
+
+
+@pytest.mark.parametrize(("silent_for", "looks"), [(14.0, 5), (60.0, 2)])
+def test_silence_alone_must_last_its_window_over_its_looks(silent_for: float, looks: int
+                                                           ) -> None:
+    """Silent for less than silence_window, or over fewer than silence_probes looks: no finding."""
+    track = Silence(started_us=since(600), last_life=NOW - silent_for, looks=looks,
+                    answered=True)
+    assert worker_unresponsive.detect(snap(celery=celery((), **{W1: N1}),
+                                           silence={W1: track})) == []
+
+
+def test_a_busy_node_is_not_unresponsive() -> None:
+    """Task events show a task started on the node and not finished: a silence is held."""
+    s = snap(celery=celery((), **{W1: N1}), signals=WorkerSignals(busy={N1: 1}))
+    assert worker_unresponsive.detect(s) == []
+
+
+def test_grace_ends_once_the_worker_answered() -> None:
+    """A worker that answered after its start is judged at once, grace or not."""
+    track = Silence(started_us=since(20), last_life=NOW - 16, looks=3, answered=True)
+    s = snap(workers=(worker(W1, up=20),), celery=celery((), **{W1: N1}), silence={W1: track},
+             thresholds=Thresholds(startup_grace=30))
+    assert [f.unit for f in worker_unresponsive.detect(s)] == [W1]
 
 
 def test_unresponsive_all_silent_is_critical() -> None:
@@ -570,3 +613,82 @@ def test_with_events_the_log_counts_only_lost_processes() -> None:
     _fold(state, worker_lines=tuple(lines), task_events=())
     assert state.failures == []
     assert len(state.lost) == 1
+
+
+# silence, folded look by look
+
+
+def look(state: State, at: float, replied: tuple[str, ...], up: float = 600,
+         heard: dict[str, float] | None = None) -> Silence:
+    """Fold one look at W1 (active since ``up`` before NOW) taken at NOW + ``at``."""
+    readings = Readings(taken_at=NOW + at, workers=(worker(W1, up=up),),
+                        celery=celery(replied, **{W1: N1}),
+                        signals=None if heard is None else WorkerSignals(heard=heard))
+    return history.fold(state, readings, Thresholds()).silence[W1]
+
+
+def test_silence_counts_looks_from_the_last_answer() -> None:
+    """Each look without a reply adds one; a reply resets the count and the time of life."""
+    state = State()
+    assert look(state, 0, (N1,)) == Silence(started_us=since(600), last_life=NOW, looks=0,
+                                             answered=True)
+    assert look(state, 5, ()).looks == 1
+    silent = look(state, 10, ())
+    assert (silent.looks, silent.last_life) == (2, NOW)
+    assert look(state, 15, (N1,)).looks == 0
+
+
+def test_a_heartbeat_heard_is_life() -> None:
+    """A node heard since the look before is alive though it missed the ping."""
+    state = State()
+    look(state, 0, (N1,))
+    assert look(state, 5, (), heard={N1: NOW + 4}) == Silence(
+        started_us=since(600), last_life=NOW + 4, looks=0, answered=True)
+
+
+def test_a_new_run_starts_its_silence_afresh() -> None:
+    """After a restart (another ActiveEnterTimestamp) the worker has not answered yet."""
+    state = State()
+    look(state, 0, (N1,))
+    fresh = look(state, 5, (), up=1)
+    assert (fresh.answered, fresh.looks, fresh.last_life) == (False, 1, NOW - 1)
+
+
+def test_a_look_that_could_not_ask_changes_no_silence() -> None:
+    """With the broker down (replied None) the silence stays as it was."""
+    state = State()
+    before = look(state, 0, ())
+    readings = Readings(taken_at=NOW + 5, workers=(worker(W1),),
+                        celery=CeleryState(nodes={W1: N1}, replied=None))
+    assert history.fold(state, readings, Thresholds()).silence[W1] == before
+
+
+RECEIVED = "[2023-11-14 22:13:10,000: INFO/MainProcess] Task demoapp.nap[t-1] received"
+SUCCEEDED = ("[2023-11-14 22:13:50,000: INFO/MainProcess] Task demoapp.nap[t-1] succeeded in "
+             "40.0s: 40")
+
+
+def test_a_task_received_and_not_ended_is_running() -> None:
+    """The log's "received" opens a task, its "succeeded in" (or failure, retry) ends it."""
+    assert logs.running([RECEIVED], {}, NOW) == {"t-1": NOW - 10}
+    assert logs.running([SUCCEEDED], {"t-1": NOW - 10}, NOW) == {}
+    revoked = "[2023-11-14 22:13:50,000: INFO/MainProcess] Discarding revoked task: x[t-1]"
+    assert logs.running([revoked], {"t-1": NOW - 10}, NOW) == {}
+
+
+def test_a_worker_busy_by_its_log_is_not_unresponsive() -> None:
+    """Its own log shows a task running: the silence is held (a solo pool answers nothing)."""
+    state = State()
+    readings = Readings(taken_at=NOW, workers=(worker(W1),), celery=celery((), **{W1: N1}),
+                        unit_lines={W1: (RECEIVED,)})
+    snapshot = history.fold(state, readings, Thresholds())
+    assert snapshot.running == {W1: 1}
+    busy = snapshot.model_copy(update={"silence": snap().silence})
+    assert worker_unresponsive.detect(busy) == []
+
+
+def test_a_restart_ends_what_the_run_before_was_running() -> None:
+    """Tasks received before the unit's current start are not running any more."""
+    state = State(running={W1: {"t-1": NOW - 700}})
+    readings = Readings(taken_at=NOW, workers=(worker(W1),), unit_lines={W1: ()})
+    assert history.fold(state, readings, Thresholds()).running == {}
