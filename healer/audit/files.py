@@ -12,9 +12,8 @@ import gzip
 import re
 import zlib
 from collections import deque
-from dataclasses import dataclass
 from functools import partial
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 from healer import safefile
 from healer.errors import AuditCorrupt, ConfigError
@@ -27,8 +26,7 @@ TAIL = 64 * 1024
 MAX_LINE = 4 * 2**20  # a longer line is not a record healer wrote: it is read as a bad one
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One complete line of the history: where it is, and its bytes (no newline)."""
 
     file: Path

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _TS_SEALED, _TS_LEGACY = b'{"ts":"', b'{"ts": "'
+_SEALED_AT, _LEGACY_AT = len(_TS_SEALED), len(_TS_LEGACY)
 _TS_LEN = len("2026-01-01T00:00:00.000Z")
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?Z?$")
 
@@ -89,17 +90,14 @@ def _encodable(raw: bytes, record: dict[str, Any]) -> bool:
     return True
 
 
-def _window_skips(raw: bytes, since: bytes | None, until: bytes | None) -> bool:
-    """Whether the line's ``ts``, read without parsing, is outside the window.
-
-    Only a plain ``ts`` of the usual length is read so; anything else is parsed first.
-    """
-    start = len(_TS_SEALED) if raw.startswith(_TS_SEALED) else \
-        len(_TS_LEGACY) if raw.startswith(_TS_LEGACY) else 0
+def _raw_ts(raw: bytes) -> bytes | None:
+    """The line's ``ts`` read without parsing, when it is a plain one of the usual length."""
+    start = _SEALED_AT if raw.startswith(_TS_SEALED) else \
+        _LEGACY_AT if raw.startswith(_TS_LEGACY) else 0
     if not start or raw[start + _TS_LEN:start + _TS_LEN + 1] != b'"':
-        return False
+        return None
     ts = raw[start:start + _TS_LEN]
-    return b"\\" not in ts and bool((since and ts < since) or (until and ts > until))
+    return None if b"\\" in ts else ts
 
 
 def _passes(record: dict[str, Any], filters: Filters) -> bool:
@@ -119,9 +117,10 @@ def select(path: Path, filters: Filters) -> Iterator[dict[str, Any]]:
                                                                     filters.scenario) if v]
     since = filters.since.encode() if filters.since else None
     until = filters.until.encode() if filters.until else None
-    for line in files.history(path):
-        raw = line.raw
-        if (since or until) and _window_skips(raw, since, until):
+    window = since is not None or until is not None
+    for _, _, raw in files.history(path):
+        if window and (ts := _raw_ts(raw)) is not None and (
+                (since and ts < since) or (until and ts > until)):
             continue
         if wanted and b"\\" not in raw and not all(w in raw for w in wanted):
             continue

@@ -83,6 +83,7 @@ def test_a_busy_solo_worker_with_task_events_is_not_restarted(journaled: CeleryS
     assert missed_pings(app, 12) >= 10  # silent far beyond its window, and busy
     assert restarts(stack, SOLO) == []
     assert stack.main_pid(SOLO) == pid
+    stack.kill(SOLO)  # rather than wait out its task at the sandbox's stop
 
 
 def test_a_busy_solo_worker_without_task_events_is_not_restarted(journaled: CeleryStack
