@@ -201,9 +201,10 @@ class Agent:
                 self.log.warning("events_lost", polling_every=loop.interval)
                 self._note = LOST_NOTE + self._note
                 self.notify.send(STATUS=self._note.rstrip(" |"))
-        if not (changed or set()) - ignore:
+        news = (changed or set()) - ignore
+        if not news:
             return False
-        self.log.info("state_changed", units=sorted((changed or set()) - ignore))
+        self.log.info("state_changed", units=sorted(news))
         self._stop.wait(DEBOUNCE)
         loop.changes()
         return True

@@ -185,8 +185,9 @@ class WorkerSignals(Frozen):
 class Observed(Frozen):
     """What a look at the world sees at once; which probes could not look, and why.
 
-    ``processes`` is the /proc state of each active worker's main process (``T`` stopped, ``Z``
-    a zombie, ...); ``signals`` is None without an event listener.
+    ``processes`` is the /proc state of the main process of each active worker whose node did
+    not answer a ping (``T`` stopped, ``Z`` a zombie, ...): only a silent worker needs proof.
+    ``signals`` is None without an event listener.
     """
 
     taken_at: float

@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING
 
 from healer import safefile
-from healer.audit.chain import Link
+from healer.audit.chain import Link, link
 from healer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,7 +36,10 @@ def read(path: Path) -> Link | None:
         raise ConfigError(f"{path}: cannot read the anchor: {exc.strerror or exc}") from exc
     except (ValueError, RecursionError) as exc:
         raise ConfigError(f"{path}: not an audit anchor (not JSON)") from exc
-    seq, digest = (data.get("seq"), data.get("hash")) if isinstance(data, dict) else (None, None)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(digest, str):
+    try:
+        end = link(data)
+    except ValueError:
+        end = None
+    if end is None or not end.sealed:
         raise ConfigError(f"{path}: not an audit anchor (needs seq and hash)")
-    return Link(seq, digest)
+    return end

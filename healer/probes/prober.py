@@ -110,8 +110,11 @@ class Prober:
         database = guarded("database", partial(check_tcp, db.host, db.port, db.timeout)) \
             if db.host and db.port else None
         usage = tuple(m for u in workers if (m := guarded("usage", partial(unit_usage, u))))
-        processes = {u.name: letter for u in workers if u.active_state == ActiveState.ACTIVE
-                     and u.main_pid and (letter := self.process_state(u.main_pid))}
+        silent = [] if celery is None or celery.replied is None else [
+            u for u in workers if u.active_state == ActiveState.ACTIVE and u.main_pid
+            and u.name in celery.nodes and celery.nodes[u.name] not in celery.replied]
+        processes = {u.name: letter for u in silent
+                     if (letter := self.process_state(u.main_pid))}
         read_logs = [r for r in (worker_log, beat_log) if r is not None]
         return Readings(
             taken_at=now, workers=workers, beat=beat,

@@ -175,8 +175,7 @@ class DBusSystemd:
             self._changed.add(self._paths[str(path)])
 
     def _on_disconnected(self, _bus: object) -> None:
-        self._bus = self._manager = None
-        self._missed = True
+        self._drop()
 
     def _on_owner_changed(self, _name: str, old: str, _new: str) -> None:
         if old:  # the systemd this connection subscribed to is gone
