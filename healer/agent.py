@@ -70,7 +70,8 @@ def summary(report: PassReport) -> str:
     wrong = [f"{f.scenario.value} {f.unit or ''}".strip() for f in report.remaining]
     wrong += [f"{probe} probe failed" for probe in report.probe_errors]
     state = "unhealthy: " + ", ".join(wrong) if wrong else "healthy"
-    return "; ".join([state, *acted][:4])
+    unwatched = [f"not watching {', '.join(report.unwatched)}"] if report.unwatched else []
+    return "; ".join([state, *acted][:4] + unwatched)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Agent:
     _progress: float = field(default=0.0, init=False)
     _note: str = field(default="", init=False)  # kept in STATUS until a reload succeeds
     _subscribed: bool = field(default=True, init=False)
+    _unwatched: dict[str, str] = field(default_factory=dict, init=False)  # as last logged
 
     def __post_init__(self) -> None:
         self._progress = self.clock.monotonic()
@@ -156,6 +158,9 @@ class Agent:
             self.notify.send(STATUS=self._note + said)
             if report.actions or not report.healthy:
                 self.log.info("pass", summary=said)
+            if report.unwatched != self._unwatched:  # said once, and again when it changes
+                self._unwatched = dict(report.unwatched)
+                self.log.warning("unwatched", scenarios=report.unwatched)
             acted = {a.unit for a in report.actions if a.action and a.unit}
         self._progress = self.clock.monotonic()
         try:

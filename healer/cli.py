@@ -94,11 +94,23 @@ def cmd_policy_schema(_config: Config | None, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def not_watching(unwatched: dict[str, str]) -> str:
+    """What goes after a verdict while scenarios are unwatched, so it is never a bare OK."""
+    return f" (not watching: {', '.join(unwatched)})" if unwatched else ""
+
+
 def _report_lines(report: PassReport) -> Iterator[str]:
     for probe, error in report.probe_errors.items():
         yield f"unknown: the {probe} probe failed: {error}"
+    yield from _pass_lines(report)
+    for scenario, why in report.unwatched.items():
+        yield f"not watched: {scenario}: {why}"
+
+
+def _pass_lines(report: PassReport) -> Iterator[str]:
     if not report.findings:
-        yield "nothing found" if report.probe_errors else "healthy: nothing found"
+        yield ("nothing found" if report.probe_errors else "healthy: nothing found") + \
+            not_watching(report.unwatched)
         return
     for finding in report.findings:
         yield (f"{finding.scenario.value} {finding.severity.value} {finding.unit}: "
@@ -107,7 +119,7 @@ def _report_lines(report: PassReport) -> Iterator[str]:
             what = f"{action.action} {action.unit}" if action.action else "no action"
             yield f"  -> {what}: {action.outcome}: {action.detail}"
     if report.healthy:
-        yield "healthy at the end of the pass"
+        yield "healthy at the end of the pass" + not_watching(report.unwatched)
     elif report.remaining:
         left = ", ".join(f"{f.scenario.value} {f.unit}" for f in report.remaining)
         yield f"still unhealthy: {left}"
@@ -142,15 +154,18 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
             "findings": [{**f.model_dump(mode="json"), "remedy": diagnosis.remedies[f.key]}
                          for f in diagnosis.findings],
             "unknown": diagnosis.probe_errors,
+            "unwatched": diagnosis.unwatched,
         })
         return code
-    _show(args, f"healer diagnose: {NAGIOS[code]}")
+    _show(args, f"healer diagnose: {NAGIOS[code]}{not_watching(diagnosis.unwatched)}")
     rows = [("SCENARIO", "SEVERITY", "UNIT", "REMEDY", "EVIDENCE")] + [
         (f.scenario.value, f.severity.value, f.unit or "-", diagnosis.remedies[f.key],
          f"{f.summary} [{_evidence(f)}]") for f in diagnosis.findings]
     if diagnosis.findings:
         _table(args, rows)
     _show(args, *(f"UNKNOWN {probe}: {error}" for probe, error in diagnosis.probe_errors.items()))
+    _show(args, *(f"NOT WATCHED {scenario}: {why}"
+                  for scenario, why in diagnosis.unwatched.items()))
     return code
 
 

@@ -64,7 +64,7 @@ class World:
     new_id: Callable[[], str] = new_id
     host: str = field(default_factory=socket.gethostname)
     events: CeleryEvents | None = None
-    process_state: Callable[[int], str | None] = process.state  # /proc/PID/stat's letter
+    process_state: Callable[[int, str], str | None] = process.node_state  # /proc state letter
 
 
 def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None) -> World:

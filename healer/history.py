@@ -38,7 +38,7 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     return Snapshot(
         **{name: getattr(readings, name) for name in Observed.model_fields},
         silence=dict(state.silence),
-        running={unit: len(tasks) for unit, tasks in state.running.items() if tasks},
+        running={node: len(tasks) for node, tasks in state.running.items() if tasks},
         samples=tuple(state.samples),
         cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
         worker_log=worker_log, beat_log=beat_log, thresholds=thresholds,
@@ -88,40 +88,52 @@ def _worker_log(state: State, readings: Readings, now: float, thresholds: Thresh
 
 
 def _silence(state: State, readings: Readings, now: float) -> None:
-    """Each asked worker's silence: since its last sign of life, over how many looks.
+    """Each asked node's silence: since its last sign of life, over how many looks.
 
     A ping answered or an event heard since the look before is life; a new run (another
-    ActiveEnterTimestamp) starts afresh, as not yet answered. A look that could not ask (the
-    broker down) changes nothing; a worker that is not active has no silence.
+    ActiveEnterTimestamp of its unit, another pid) starts afresh, as not yet answered. A look
+    that could not ask (the broker down) changes nothing; a node of a unit that is not
+    active, or whose process is gone, has no silence.
     """
     celery, signals = readings.celery, readings.signals
     if celery is None or celery.replied is None:
         return
     heard = signals.heard if signals else {}
-    for unit in readings.workers:
-        node = celery.nodes.get(unit.name)
-        if unit.active_state != ActiveState.ACTIVE or node is None:
-            state.silence.pop(unit.name, None)
+    units = {u.name: u for u in readings.workers}
+    expected = {n.name for n in readings.nodes}
+    for name in [n for n in state.silence if n not in expected]:
+        del state.silence[name]
+    for node in readings.nodes:
+        unit = units[node.unit]
+        if unit.active_state != ActiveState.ACTIVE or node.gone:
+            state.silence.pop(node.name, None)
             continue
-        track = state.silence.get(unit.name)
-        if track is None or track.started_us != unit.active_enter_us:
-            track = Silence(started_us=unit.active_enter_us, last_life=unit.active_enter_us / 1e6)
-        life = now if node in celery.replied else max(track.last_life, heard.get(node, 0.0))
+        track = state.silence.get(node.name)
+        if track is None or (track.started_us, track.pid) != (unit.active_enter_us, node.pid):
+            track = Silence(started_us=unit.active_enter_us, pid=node.pid,
+                            last_life=max(unit.active_enter_us / 1e6, node.written or 0.0))
+        life = now if node.name in celery.replied else max(track.last_life,
+                                                           heard.get(node.name, 0.0))
         alive = life > track.last_life
-        state.silence[unit.name] = Silence(
-            started_us=track.started_us, last_life=life,
-            looks=0 if alive else track.looks + 1, answered=track.answered or alive)
+        state.silence[node.name] = track.model_copy(update={
+            "last_life": life, "looks": 0 if alive else track.looks + 1,
+            "answered": track.answered or alive})
 
 
 def _running(state: State, readings: Readings, now: float) -> None:
-    """The tasks each worker logged as received and not ended, in its current run only."""
-    for unit in readings.workers:
-        if unit.name not in readings.unit_lines and unit.name not in state.running:
+    """The tasks each node logged as received and not ended, in its unit's current run only."""
+    units = {u.name: u for u in readings.workers}
+    expected = {n.name for n in readings.nodes}
+    for name in [n for n in state.running if n not in expected]:
+        del state.running[name]
+    for node in readings.nodes:
+        if node.name not in readings.node_lines and node.name not in state.running:
             continue
+        unit = units[node.unit]
         started = unit.active_enter_us / 1e6 if unit.is_active else now
-        kept = {task: at for task, at in state.running.get(unit.name, {}).items()
+        kept = {task: at for task, at in state.running.get(node.name, {}).items()
                 if at >= started}  # a restart ended whatever the run before was doing
-        state.running[unit.name] = logs.running(readings.unit_lines.get(unit.name, ()), kept,
+        state.running[node.name] = logs.running(readings.node_lines.get(node.name, ()), kept,
                                                 now)
 
 

@@ -43,6 +43,15 @@ class UnitState(Frozen):
     argv: tuple[str, ...] = ()
     memory_bytes: int | None = None
     cpu_nsec: int | None = None
+    # what discovery reads: the environment ExecStart is expanded with, where it runs, where
+    # its output goes, the files that define it and its cgroup
+    environment: tuple[str, ...] = ()
+    environment_files: tuple[tuple[str, bool], ...] = ()  # path, and whether it may be missing
+    working_directory: str = ""
+    stdout: str = ""  # StandardOutput: journal, append, file, null, ...
+    stderr: str = ""  # StandardError; inherit: as stdout
+    unit_files: tuple[str, ...] = ()  # FragmentPath, then DropInPaths
+    control_group: str = ""
 
     @property
     def is_active(self) -> bool:
@@ -105,7 +114,6 @@ class CeleryState(Frozen):
     ``processed`` and ``active`` (summed over nodes) are read only while there is a backlog.
     """
 
-    nodes: dict[str, str]
     replied: tuple[str, ...] | None
     processed: int | None = None
     active: int | None = None
@@ -182,12 +190,34 @@ class WorkerSignals(Frozen):
     busy: dict[str, int] = {}
 
 
+class NodeState(Frozen):
+    """One Celery node a worker unit runs, and what its pid says of it.
+
+    A node of ``celery worker`` is the unit's main process (``pid_file`` None); a node of
+    ``celery multi`` has its pid in its pid file (``pid`` 0: no file, or no pid in it;
+    ``written``: the file's mtime). ``process`` is the pid's /proc state letter (``T``
+    stopped, ``Z`` a zombie, ...), None when no such process runs in the unit's cgroup.
+    """
+
+    name: str
+    unit: str
+    pid: int = 0
+    pid_file: str | None = None
+    written: float | None = None
+    process: str | None = None
+
+    @property
+    def gone(self) -> bool:
+        """A node of a pid file whose process does not run."""
+        return self.pid_file is not None and self.process is None
+
+
 class Observed(Frozen):
     """What a look at the world sees at once; which probes could not look, and why.
 
-    ``processes`` is the /proc state of the main process of each active worker whose node did
-    not answer a ping (``T`` stopped, ``Z`` a zombie, ...): only a silent worker needs proof.
-    ``signals`` is None without an event listener.
+    ``nodes`` are the Celery nodes expected of the worker units, discovered from them or
+    configured; ``signals`` is None without an event listener; ``unwatched`` names each
+    scenario the look could not watch, and why (no log found, say).
     """
 
     taken_at: float
@@ -198,9 +228,14 @@ class Observed(Frozen):
     celery: CeleryState | None = None
     usage: tuple[UnitUsage, ...] = ()
     database: Endpoint | None = None
-    processes: dict[str, str] = {}
+    nodes: tuple[NodeState, ...] = ()
     signals: WorkerSignals | None = None
     probe_errors: dict[str, str] = {}
+    unwatched: dict[str, str] = {}
+
+    def nodes_of(self, unit: str) -> list[NodeState]:
+        """The nodes a worker unit runs."""
+        return [n for n in self.nodes if n.unit == unit]
 
 
 class Readings(Observed):
@@ -211,7 +246,7 @@ class Readings(Observed):
     """
 
     worker_lines: tuple[str, ...] | None = None
-    unit_lines: dict[str, tuple[str, ...]] = {}  # the worker lines of each unit, where known
+    node_lines: dict[str, tuple[str, ...]] = {}  # the worker lines of each node, where known
     beat_lines: tuple[str, ...] | None = None
     task_events: tuple[TaskEvent, ...] | None = None
     log_cursors: dict[str, LogCursor] = {}
@@ -238,11 +273,13 @@ class Thresholds(Frozen):
 class Silence(Frozen):
     """How long a worker's node has been silent, over how many looks, in its current run.
 
-    ``last_life`` is its last sign of life (a ping answered, an event heard) or, when later,
-    the start of its run; ``answered`` whether it showed life at all since that start.
+    A run is the unit's (its ActiveEnterTimestamp) with one process (``pid``). ``last_life``
+    is its last sign of life (a ping answered, an event heard) or, when later, the start of
+    its run; ``answered`` whether it showed life at all since that start.
     """
 
     started_us: int
+    pid: int = 0
     last_life: float
     looks: int = 0
     answered: bool = False
@@ -251,8 +288,8 @@ class Silence(Frozen):
 class Snapshot(Observed):
     """What a look saw, with the history that spans passes; detectors read only this."""
 
-    silence: dict[str, Silence] = {}
-    running: dict[str, int] = {}  # tasks each worker unit logged as received and not ended
+    silence: dict[str, Silence] = {}  # by node
+    running: dict[str, int] = {}  # tasks each node logged as received and not ended
     samples: tuple[Sample, ...] = ()
     cpu: dict[str, tuple[CpuSample, ...]] = {}
     worker_log: WorkerLog | None = None
@@ -308,6 +345,7 @@ class PassReport(Frozen):
     actions: tuple[ActionReport, ...]
     remaining: tuple[Finding, ...]
     probe_errors: dict[str, str] = {}
+    unwatched: dict[str, str] = {}
     breakers: tuple[StoredKey, ...] = ()
     dry_run: bool = False
 
@@ -323,3 +361,4 @@ class Diagnosis(Frozen):
     findings: tuple[Finding, ...]
     remedies: dict[FindingKey, str]
     probe_errors: dict[str, str] = {}
+    unwatched: dict[str, str] = {}

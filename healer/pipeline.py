@@ -90,6 +90,7 @@ class Pipeline:
                 self.store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
+                          unwatched=snapshot.unwatched,
                           breakers=tuple(sorted(state.breakers, key=str)), dry_run=dry_run)
 
     def diagnose(self) -> Diagnosis:
@@ -104,6 +105,7 @@ class Pipeline:
                 self.store.save(state)
         findings = detect(snapshot)
         return Diagnosis(findings=tuple(findings), probe_errors=snapshot.probe_errors,
+                         unwatched=snapshot.unwatched,
                          remedies={f.key: self._remedy(f) for f in findings})
 
     def _remedy(self, finding: Finding) -> str:

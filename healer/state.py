@@ -81,8 +81,8 @@ class State(BaseModel):
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)
     cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
-    silence: dict[str, Silence] = Field(default_factory=dict)  # by worker unit
-    running: dict[str, dict[str, float]] = Field(default_factory=dict)  # unit: task id: since
+    silence: dict[str, Silence] = Field(default_factory=dict)  # by node
+    running: dict[str, dict[str, float]] = Field(default_factory=dict)  # node: task id: since
     breakers: dict[StoredKey, Breaker] = Field(default_factory=dict)
     pauses: dict[str, Pause] = Field(default_factory=dict)
     storm: str | None = None

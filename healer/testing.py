@@ -48,15 +48,15 @@ class FakeBroker:
 
 
 class FakeCelery:
-    """Ping answered by every expected node except those of the ``silent`` units."""
+    """Ping answered by every expected node except the ``silent`` ones (named, or by unit)."""
 
     def __init__(self, *silent: str) -> None:
         self.silent = set(silent)
 
     def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:  # noqa: ARG002
-        """Every node replies but the silent units' nodes."""
-        return CeleryState(nodes=nodes, replied=tuple(
-            node for name, node in nodes.items() if name not in self.silent))
+        """Every node replies but the silent ones."""
+        return CeleryState(replied=tuple(sorted(
+            node for node, unit in nodes.items() if not self.silent & {node, unit})))
 
 
 class RecordingNotifier:

@@ -101,10 +101,12 @@ class CeleryStack(Deployment):
     The broker is redis-server (unit ``redis.service``) or, with ``broker="rabbitmq"``,
     rabbitmq-server (unit ``rabbitmq-server.service``) with its own node name, ports and epmd.
     Worker and beat log to files, or with ``logs="journal"`` to the sandbox's journald.
+    Without ``worker``, only the broker and beat start: the test adds the workers it wants.
     """
 
     def __init__(
-        self, manager: UserManager | None = None, broker: str = "redis", logs: str = "file"
+        self, manager: UserManager | None = None, broker: str = "redis", logs: str = "file",
+        worker: bool = True,
     ) -> None:
         self.manager = manager or UserManager()
         self.root = self.manager.root
@@ -122,7 +124,7 @@ class CeleryStack(Deployment):
             self.broker_unit = BROKER
             self.broker_url = f"redis://127.0.0.1:{self.port}/0"
             self._redis()
-        self.workers = [WORKER]
+        self.workers = [WORKER] if worker else []
         self._write_worker(WORKER, NODE, "celery.log")
         self.manager.write_unit(BEAT, self._unit(
             "Celery beat", beat_command(sys.executable, self.schedule), log="celerybeat.log",
@@ -138,9 +140,65 @@ class CeleryStack(Deployment):
     def add_worker(self, unit: str, node: str, options: str = "-E") -> None:
         """Another worker unit (its own node name, log and options), started; in the config."""
         self._write_worker(unit, node, f"{unit}.log", options)
+        self._add(unit)
+
+    def _add(self, unit: str, text: str | None = None) -> None:
+        if text is not None:
+            self.manager.write_unit(unit, text)
         self.workers.append(unit)
         self.manager.reload()
         self.manager.systemctl("start", unit)
+
+    def add_multi(self, unit: str = "celery.service", nodes: tuple[str, ...] = ("w1", "w2")
+                  ) -> list[str]:
+        """A worker unit as Celery's daemonization docs write it, started; its node names.
+
+        ``Type=forking`` running ``celery multi start`` from ``/bin/sh -c``, its settings in
+        an ``EnvironmentFile``, pid and log files named with ``%n`` and ``%I``.
+        """
+        conf, files = self.root / "conf.d" / "celery", self.root / "celery"
+        conf.parent.mkdir(exist_ok=True)
+        files.mkdir(exist_ok=True)
+        conf.write_text(
+            f'CELERYD_NODES="{" ".join(nodes)}"\n'
+            f'CELERY_BIN="{sys.executable} -m celery"\nCELERY_APP="demoapp"\n'
+            f'CELERYD_OPTS="--workdir={APP_DIR} --concurrency=1 --without-mingle '
+            '--without-gossip"\n'
+            f'CELERYD_PID_FILE="{files}/%n.pid"\nCELERYD_LOG_FILE="{files}/%n%I.log"\n'
+            'CELERYD_LOG_LEVEL="INFO"\n')
+        line = ("--pidfile=${CELERYD_PID_FILE} --logfile=${CELERYD_LOG_FILE} "
+                '--loglevel="${CELERYD_LOG_LEVEL}"')
+        self._add(unit, (
+            f"[Unit]\nDescription=Celery Service\nAfter={self.broker_unit}\n\n[Service]\n"
+            f"Type=forking\nEnvironmentFile={conf}\nWorkingDirectory={self.root}\n"
+            f"Environment=HEALER_DEMO_BROKER={self.broker_url} PYTHONPATH={APP_DIR}\n"
+            "ExecStart=/bin/sh -c '${CELERY_BIN} -A $CELERY_APP multi start $CELERYD_NODES \\\n"
+            f"    {line} $CELERYD_OPTS'\n"
+            "ExecStop=/bin/sh -c '${CELERY_BIN} multi stopwait $CELERYD_NODES \\\n"
+            f"    {line}'\n"
+            "ExecReload=/bin/sh -c '${CELERY_BIN} -A $CELERY_APP multi restart "
+            f"$CELERYD_NODES \\\n    {line} $CELERYD_OPTS'\nRestart=always\n"))
+        return [f"{node}@{socket.gethostname()}" for node in nodes]
+
+    def node_pid(self, node: str) -> int:
+        """The pid in a ``celery multi`` node's pid file."""
+        return int((self.root / "celery" / f"{node.partition('@')[0]}.pid").read_text())
+
+    def add_instance(self, instance: str, output: str | None = None, template: str = "celery"
+                     ) -> str:
+        """``TEMPLATE@INSTANCE.service`` of a template whose node is ``%i@%h``, started.
+
+        It logs to ``log/%i.log`` by StandardOutput=append:, or to ``output`` (``null``, say).
+        """
+        where = output or f"append:{self.logs}/%i.log"
+        self.manager.write_unit(f"{template}@.service", (
+            f"[Unit]\nAfter={self.broker_unit}\n\n[Service]\nType=simple\n"
+            f"Environment=HEALER_DEMO_BROKER={self.broker_url} PYTHONUNBUFFERED=1\n"
+            f"ExecStart={worker_command(sys.executable, '%i@%%h', options='')}\n"
+            f"StandardOutput={where}\nStandardError={where}\n"))
+        unit = f"{template}@{instance}.service"
+        self._add(unit)
+        return unit
 
     def _redis(self) -> None:
         redis = shutil.which("redis-server")
@@ -191,8 +249,9 @@ class CeleryStack(Deployment):
     def start(self, timeout: float = 30) -> Self:
         """Start everything and wait until the worker is ready and beat has sent a task."""
         self.manager.start()
-        self.manager.systemctl("start", self.broker_unit, WORKER, BEAT)
-        self.wait_worker_ready(timeout)
+        self.manager.systemctl("start", self.broker_unit, *self.workers, BEAT)
+        if self.workers:
+            self.wait_worker_ready(timeout)
         self.wait_beat_sending(timeout)
         return self
 

@@ -37,7 +37,7 @@ def _answering_units(snapshot: Snapshot) -> list[str]:
     celery = snapshot.celery
     if celery is None or not celery.replied:
         return []
-    return [u for u, n in celery.nodes.items() if n in celery.replied]
+    return list(dict.fromkeys(n.unit for n in snapshot.nodes if n.name in celery.replied))
 
 
 def _finding(units: list[str], summary: str, evidence: dict[str, EvidenceValue]) -> Finding:

@@ -7,12 +7,9 @@ application's code. ``ping(destination=...)`` returns as soon as every named nod
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from healer.model import CeleryState
-
-if TYPE_CHECKING:
-    from healer.model import UnitState
 
 _HOSTNAME_FLAGS = ("-n", "--hostname")
 
@@ -34,18 +31,11 @@ def node_name(argv: tuple[str, ...], host: str | None = None) -> str | None:
     return name.replace("%h", host).replace("%n", short).replace("%d", domain)
 
 
-def expected_nodes(workers: tuple[UnitState, ...], configured: list[str] | None) -> dict[str, str]:
-    """Unit -> node: the configured names in unit order, else derived from each ExecStart."""
-    if configured is not None:
-        return dict(zip((u.name for u in workers), configured, strict=False))
-    return {u.name: n for u in workers if (n := node_name(u.argv)) is not None}
-
-
 class CeleryProbe(Protocol):
     """Asks the workers over the broker."""
 
     def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
-        """Which expected nodes answer a ping; with a backlog, their task counts too."""
+        """Which expected nodes (node -> unit) answer a ping; with a backlog, their task counts."""
         ...
 
 
@@ -68,20 +58,20 @@ class ControlProbe:
 
     def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
         """Ping the expected nodes; with a backlog also read processed and active counts."""
-        targets = sorted(set(nodes.values()))
+        targets = sorted(nodes)
         if not targets:
-            return CeleryState(nodes=nodes, replied=())
+            return CeleryState(replied=())
         control = self._control()
         replies = control.ping(destination=targets, timeout=self._timeout) or []
         replied = tuple(sorted(n for reply in replies for n in reply))
         if not backlog or not replied:
-            return CeleryState(nodes=nodes, replied=replied)
+            return CeleryState(replied=replied)
         inspect = control.inspect(destination=list(replied), timeout=self._timeout,
                                   limit=len(replied))
         stats = inspect.stats() or {}
         active = inspect.active() or {}
         return CeleryState(
-            nodes=nodes, replied=replied,
+            replied=replied,
             processed=sum(sum(s.get("total", {}).values()) for s in stats.values()),
             active=sum(len(tasks) for tasks in active.values()),
         )

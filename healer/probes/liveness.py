@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.probes.celery import expected_nodes
+from healer.probes.prober import layouts, nodes_of
 
 if TYPE_CHECKING:
     from healer.config import Config
@@ -31,10 +31,11 @@ class Liveness:
         return self._broker is not None and self._broker.check([]).reachable
 
     def silent_workers(self) -> list[str]:
-        """Worker units whose node does not answer a ping now."""
+        """Worker units with a node that does not answer a ping now."""
         if self._celery is None:
             return []
         workers = tuple(self._systemd.unit_state(n) for n in self._config.units.workers)
-        nodes = expected_nodes(workers, self._config.celery.nodes)
+        nodes = {name: unit.name for name, unit, _ in
+                 nodes_of(workers, layouts(workers, self._config), self._config.celery.nodes)}
         replied = self._celery.ask(nodes, backlog=False).replied or ()
-        return [unit for unit, node in nodes.items() if node not in replied]
+        return list(dict.fromkeys(unit for node, unit in nodes.items() if node not in replied))

@@ -129,14 +129,22 @@ def running(lines: Iterable[str], received: dict[str, float], now: float) -> dic
     """The tasks a worker logged as received and not yet as ended, with when they came.
 
     Logged at once, even by a solo pool busy in the task (Celery buffers its task events
-    until the task ends): a received task without its end shows the worker busy.
+    until the task ends): a received task without its end shows the worker busy. The lines may
+    come from several files (a pool process logs the end in its own): an end read before
+    its receipt cancels it.
     """
     still = dict(received)
+    early: set[str] = set()
     for line in lines:
         if got := _RECEIVED.search(line):
-            still[got.group(1)] = _when(line, now)
+            if got.group(1) in early:
+                early.discard(got.group(1))
+            else:
+                still[got.group(1)] = _when(line, now)
         elif ended := _ENDED.search(line):
-            still.pop(ended.group(1) or ended.group(2), None)
+            task = ended.group(1) or ended.group(2)
+            if still.pop(task, None) is None:
+                early.add(task)
     return dict(list(still.items())[-MAX_RUNNING:])
 
 

@@ -18,6 +18,8 @@ from healer.errors import ProbeError
 from healer.model import UnitUsage
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from healer.model import UnitState
 
 
@@ -62,9 +64,13 @@ def _cpu(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def unit_usage(unit: UnitState) -> UnitUsage | None:
-    """None when the unit has no process and systemd accounts neither memory nor CPU."""
-    tree = _tree(unit.main_pid) if unit.main_pid and (
+def unit_usage(unit: UnitState, nodes: Sequence[int] = ()) -> UnitUsage | None:
+    """None when the unit has no process and systemd accounts neither memory nor CPU.
+
+    Without a main process (``celery multi`` leaves none), the trees of its nodes' pids.
+    """
+    roots = [unit.main_pid] if unit.main_pid else list(nodes)
+    tree = [p for root in roots for p in _tree(root)] if roots and (
         unit.memory_bytes is None or unit.cpu_nsec is None) else []
     if unit.memory_bytes is not None:
         memory, source = unit.memory_bytes, "cgroup"
@@ -74,4 +80,4 @@ def unit_usage(unit: UnitState) -> UnitUsage | None:
         return None
     cpu = unit.cpu_nsec / 1e9 if unit.cpu_nsec is not None else sum(_cpu(p) for p in tree)
     return UnitUsage(unit=unit.name, bytes=memory, source=source, cpu_seconds=cpu,
-                     main_pid=unit.main_pid)
+                     main_pid=roots[0] if roots else 0)

@@ -252,6 +252,15 @@ class DBusSystemd:
             else (),
             memory_bytes=_known(service.get("MemoryCurrent")),
             cpu_nsec=_known(service.get("CPUUsageNSec")),
+            environment=tuple(str(v) for v in service.get("Environment", ())),
+            environment_files=tuple((str(p), bool(m)) for p, m in
+                                    service.get("EnvironmentFiles", ())),
+            working_directory=str(service.get("WorkingDirectory", "")),
+            stdout=str(service.get("StandardOutput", "")),
+            stderr=str(service.get("StandardError", "")),
+            unit_files=tuple(str(p) for p in (unit.get("FragmentPath", ""),
+                                              *unit.get("DropInPaths", ())) if p),
+            control_group=str(service.get("ControlGroup", "")),
         )
 
     def job(self, verb: JobVerb, name: str, timeout: float) -> str:

@@ -21,14 +21,17 @@ if TYPE_CHECKING:
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 
 
-def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", **kw: int
+def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", **kw: object
          ) -> UnitState:
-    """A loaded service unit in the given state (sub-state derived the way systemd does)."""
+    """A loaded service unit in the given state (sub-state derived the way systemd does).
+
+    ``kw`` sets any other field of UnitState (main_pid, argv, stdout, ...).
+    """
     subs: dict[str, str] = {ActiveState.ACTIVE: "running", ActiveState.INACTIVE: "dead"}
     sub = subs.get(active, active)  # a failed unit's sub-state is "failed" too
-    return UnitState(
-        name=name, load_state="loaded", active_state=active, sub_state=sub, result=result, **kw
-    )
+    return UnitState.model_validate(
+        {"name": name, "load_state": "loaded", "active_state": active, "sub_state": sub,
+         "result": result, **kw})
 
 
 class FakeSystemd:

@@ -78,7 +78,7 @@ class Harness:
     def world(self) -> compose.World:
         """The fakes, as the boundary of the composition root."""
         return compose.World(systemd=self.fake, broker=self.broker, celery=self.celery,
-                             process_state=self.processes.get,
+                             process_state=lambda pid, _group: self.processes.get(pid),
                              notifier=self.notifier, clock=self.clock, new_id=self.new_id,
                              host="host")
 
@@ -116,7 +116,8 @@ class Harness:
         self.clock.advance(when - self.clock.time())
 
 
-def svc(name: str, active: str = "active", result: str = "success", **kw: int) -> UnitState:
+def svc(name: str, active: str = "active", result: str = "success", **kw: object
+        ) -> UnitState:
     """A unit with its cgroup memory known (so no PID is looked up on this host)."""
     return unit(name, active, result, **{"memory_bytes": 64 * 2**20, "cpu_nsec": 0, **kw})
 

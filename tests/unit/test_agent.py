@@ -524,6 +524,20 @@ def test_summary_names_a_blind_probe() -> None:
     assert "broker" in summary(blind)
 
 
+def test_what_is_unwatched_is_in_status_and_logged_once_while_it_stays(
+        listener: Listener) -> None:
+    """STATUS says what is not watched after every pass; the log says it once, and on change."""
+    clock = ManualClock()
+    blind = HEALTHY.model_copy(update={"unwatched": {"task_failures": "no log"}})
+    other = HEALTHY.model_copy(update={"unwatched": {"beat_down": "no beat unit"}})
+    rig = Rig(listener, [pipeline("p", listener, clock, blind, blind, other)], stop_after=3)
+    rig.run()
+    assert listener.statuses()[1:4] == ["healthy; not watching task_failures"] * 2 + [
+        "healthy; not watching beat_down"]
+    assert [line["scenarios"] for line in rig.logs if line["event"] == "unwatched"] == [
+        {"task_failures": "no log"}, {"beat_down": "no beat unit"}]
+
+
 # -- sd_notify and the watchdog --------------------------------------------------------------
 
 

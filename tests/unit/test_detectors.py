@@ -16,6 +16,7 @@ from healer.detectors import (
     memory_pressure,
     queue_backlog,
     task_failures,
+    worker_down,
     worker_not_consuming,
     worker_unresponsive,
 )
@@ -26,6 +27,7 @@ from healer.model import (
     CeleryState,
     CpuSample,
     Endpoint,
+    NodeState,
     Readings,
     Sample,
     Silence,
@@ -68,6 +70,15 @@ def worker(name: str, active: str = "active", result: str = "success", up: float
     return unit(name, active, result, active_enter_us=since(up), main_pid=4242, **kw)
 
 
+NODE_OF = {W1: N1, W2: N2}
+
+
+def nodes(*workers: UnitState, **kw: Any) -> tuple[NodeState, ...]:  # noqa: ANN401
+    """The node of each worker unit (W1 runs N1, W2 runs N2), its main process the node's."""
+    return tuple(NodeState(name=NODE_OF[u.name], unit=u.name, pid=u.main_pid, **kw)
+                 for u in workers)
+
+
 def snap(**kw: Any) -> Snapshot:  # noqa: ANN401
     """A snapshot at NOW with one healthy worker unless told otherwise.
 
@@ -75,16 +86,16 @@ def snap(**kw: Any) -> Snapshot:  # noqa: ANN401
     unless ``silence`` says otherwise.
     """
     kw.setdefault("workers", (worker(W1),))
-    kw.setdefault("silence", {u.name: Silence(started_us=u.active_enter_us,
-                                              last_life=u.active_enter_us / 1e6, looks=5)
-                              for u in kw["workers"]})
+    kw.setdefault("nodes", nodes(*kw["workers"]))
+    kw.setdefault("silence", {NODE_OF[u.name]: Silence(
+        started_us=u.active_enter_us, last_life=u.active_enter_us / 1e6, looks=5)
+        for u in kw["workers"]})
     return Snapshot(taken_at=NOW, **kw)
 
 
-def celery(replied: tuple[str, ...] | None, **nodes: str) -> CeleryState:
-    """CeleryState for W1->N1 and W2->N2 (or the given mapping) with these replies."""
-    mapping = nodes or {W1: N1, W2: N2}
-    return CeleryState(nodes=mapping, replied=replied)
+def celery(replied: tuple[str, ...] | None) -> CeleryState:
+    """What the workers said: these nodes replied (None: nobody could be asked)."""
+    return CeleryState(replied=replied)
 
 
 # worker_unresponsive
@@ -105,7 +116,7 @@ def test_unresponsive_replied_is_none() -> None:
         snap(workers=(worker(W1), worker(W2)), celery=celery((N1, N2)))) == []
 
 
-@pytest.mark.parametrize("state", [None, CeleryState(nodes={W1: N1}, replied=None)])
+@pytest.mark.parametrize("state", [None, CeleryState(replied=None)])
 def test_unresponsive_not_judged_without_asking(state: CeleryState | None) -> None:
     """No celery state, or replied None (broker down): "no reply" is not "down"."""
     assert worker_unresponsive.detect(snap(celery=state)) == []
@@ -113,7 +124,7 @@ def test_unresponsive_not_judged_without_asking(state: CeleryState | None) -> No
 
 def test_unresponsive_within_startup_grace() -> None:
     """A worker active for less than startup_grace is still booting: no finding."""
-    s = snap(workers=(worker(W1, up=10),), celery=celery((), **{W1: N1}),
+    s = snap(workers=(worker(W1, up=10),), celery=celery(()),
              thresholds=Thresholds(startup_grace=30))
     assert worker_unresponsive.detect(s) == []
 
@@ -121,8 +132,8 @@ def test_unresponsive_within_startup_grace() -> None:
 def test_a_stopped_process_is_proof_at_once() -> None:
     """State T (SIGSTOP) or Z: a finding in the first look, in its grace and with no silence."""
     for letter in ("T", "Z"):
-        s = snap(workers=(worker(W1, up=2),), celery=celery((), **{W1: N1}), silence={},
-                 processes={W1: letter})
+        s = snap(workers=(worker(W1, up=2),), celery=celery(()), silence={},
+                 nodes=nodes(worker(W1, up=2), process=letter))
         [found] = worker_unresponsive.detect(s)
         assert found.evidence["process_state"] == letter
         assert "process stopped" in found.summary
@@ -134,20 +145,20 @@ def test_silence_alone_must_last_its_window_over_its_looks(silent_for: float, lo
     """Silent for less than silence_window, or over fewer than silence_probes looks: no finding."""
     track = Silence(started_us=since(600), last_life=NOW - silent_for, looks=looks,
                     answered=True)
-    assert worker_unresponsive.detect(snap(celery=celery((), **{W1: N1}),
-                                           silence={W1: track})) == []
+    assert worker_unresponsive.detect(snap(celery=celery(()),
+                                           silence={N1: track})) == []
 
 
 def test_a_busy_node_is_not_unresponsive() -> None:
     """Task events show a task started on the node and not finished: a silence is held."""
-    s = snap(celery=celery((), **{W1: N1}), signals=WorkerSignals(busy={N1: 1}))
+    s = snap(celery=celery(()), signals=WorkerSignals(busy={N1: 1}))
     assert worker_unresponsive.detect(s) == []
 
 
 def test_grace_ends_once_the_worker_answered() -> None:
     """A worker that answered after its start is judged at once, grace or not."""
     track = Silence(started_us=since(20), last_life=NOW - 16, looks=3, answered=True)
-    s = snap(workers=(worker(W1, up=20),), celery=celery((), **{W1: N1}), silence={W1: track},
+    s = snap(workers=(worker(W1, up=20),), celery=celery(()), silence={N1: track},
              thresholds=Thresholds(startup_grace=30))
     assert [f.unit for f in worker_unresponsive.detect(s)] == [W1]
 
@@ -188,7 +199,7 @@ STUCK = samples((90, 50, 7, 0), (45, 50, 7, 0), (0, 55, 7, 0))
 def test_not_consuming_stuck_run() -> None:
     """Three idle samples over >= not_consuming_after, flat processed, backlog not falling: high."""
     findings = worker_not_consuming.detect(
-        snap(samples=STUCK, celery=celery((N1,), **{W1: N1})))
+        snap(samples=STUCK, celery=celery((N1,))))
     assert len(findings) == 1
     finding = findings[0]
     assert finding.scenario is Scenario.WORKER_NOT_CONSUMING
@@ -567,7 +578,7 @@ def test_beat_log_schedule_error(tmp_path: Path, line: str, kind: str) -> None:
 
 def test_not_consuming_rabbitmq_zero_consumers() -> None:
     """RabbitMQ: a queue with messages and no consumer while the worker answers is high at once."""
-    s = snap(celery=celery((N1,), **{W1: N1}),
+    s = snap(celery=celery((N1,)),
              broker=BrokerState(url="amqp://x", reachable=True, queues={"celery": 3},
                                 consumers={"celery": 0}))
     findings = worker_not_consuming.detect(s)
@@ -577,7 +588,7 @@ def test_not_consuming_rabbitmq_zero_consumers() -> None:
 
 def test_not_consuming_rabbitmq_with_consumer_is_none() -> None:
     """RabbitMQ: a backlog being consumed (one consumer) is not this scenario."""
-    s = snap(celery=celery((N1,), **{W1: N1}),
+    s = snap(celery=celery((N1,)),
              broker=BrokerState(url="amqp://x", reachable=True, queues={"celery": 3},
                                 consumers={"celery": 1}))
     assert worker_not_consuming.detect(s) == []
@@ -622,16 +633,16 @@ def look(state: State, at: float, replied: tuple[str, ...], up: float = 600,
          heard: dict[str, float] | None = None) -> Silence:
     """Fold one look at W1 (active since ``up`` before NOW) taken at NOW + ``at``."""
     readings = Readings(taken_at=NOW + at, workers=(worker(W1, up=up),),
-                        celery=celery(replied, **{W1: N1}),
+                        nodes=nodes(worker(W1, up=up)), celery=celery(replied),
                         signals=None if heard is None else WorkerSignals(heard=heard))
-    return history.fold(state, readings, Thresholds()).silence[W1]
+    return history.fold(state, readings, Thresholds()).silence[N1]
 
 
 def test_silence_counts_looks_from_the_last_answer() -> None:
     """Each look without a reply adds one; a reply resets the count and the time of life."""
     state = State()
-    assert look(state, 0, (N1,)) == Silence(started_us=since(600), last_life=NOW, looks=0,
-                                             answered=True)
+    assert look(state, 0, (N1,)) == Silence(started_us=since(600), pid=4242, last_life=NOW,
+                                             looks=0, answered=True)
     assert look(state, 5, ()).looks == 1
     silent = look(state, 10, ())
     assert (silent.looks, silent.last_life) == (2, NOW)
@@ -643,7 +654,7 @@ def test_a_heartbeat_heard_is_life() -> None:
     state = State()
     look(state, 0, (N1,))
     assert look(state, 5, (), heard={N1: NOW + 4}) == Silence(
-        started_us=since(600), last_life=NOW + 4, looks=0, answered=True)
+        started_us=since(600), pid=4242, last_life=NOW + 4, looks=0, answered=True)
 
 
 def test_a_new_run_starts_its_silence_afresh() -> None:
@@ -658,9 +669,9 @@ def test_a_look_that_could_not_ask_changes_no_silence() -> None:
     """With the broker down (replied None) the silence stays as it was."""
     state = State()
     before = look(state, 0, ())
-    readings = Readings(taken_at=NOW + 5, workers=(worker(W1),),
-                        celery=CeleryState(nodes={W1: N1}, replied=None))
-    assert history.fold(state, readings, Thresholds()).silence[W1] == before
+    readings = Readings(taken_at=NOW + 5, workers=(worker(W1),), nodes=nodes(worker(W1)),
+                        celery=CeleryState(replied=None))
+    assert history.fold(state, readings, Thresholds()).silence[N1] == before
 
 
 RECEIVED = "[2023-11-14 22:13:10,000: INFO/MainProcess] Task demoapp.nap[t-1] received"
@@ -679,16 +690,68 @@ def test_a_task_received_and_not_ended_is_running() -> None:
 def test_a_worker_busy_by_its_log_is_not_unresponsive() -> None:
     """Its own log shows a task running: the silence is held (a solo pool answers nothing)."""
     state = State()
-    readings = Readings(taken_at=NOW, workers=(worker(W1),), celery=celery((), **{W1: N1}),
-                        unit_lines={W1: (RECEIVED,)})
+    readings = Readings(taken_at=NOW, workers=(worker(W1),), nodes=nodes(worker(W1)),
+                        celery=celery(()), node_lines={N1: (RECEIVED,)})
     snapshot = history.fold(state, readings, Thresholds())
-    assert snapshot.running == {W1: 1}
+    assert snapshot.running == {N1: 1}
     busy = snapshot.model_copy(update={"silence": snap().silence})
     assert worker_unresponsive.detect(busy) == []
 
 
 def test_a_restart_ends_what_the_run_before_was_running() -> None:
     """Tasks received before the unit's current start are not running any more."""
-    state = State(running={W1: {"t-1": NOW - 700}})
-    readings = Readings(taken_at=NOW, workers=(worker(W1),), unit_lines={W1: ()})
+    state = State(running={N1: {"t-1": NOW - 700}})
+    readings = Readings(taken_at=NOW, workers=(worker(W1),), nodes=nodes(worker(W1)),
+                        node_lines={N1: ()})
     assert history.fold(state, readings, Thresholds()).running == {}
+
+
+# the nodes of a celery multi unit
+
+MULTI = "celery.service"
+
+
+def multi(*states: tuple[str, str | None, float | None], up: float = 600,
+          **kw: Any) -> Snapshot:  # noqa: ANN401
+    """A multi unit active for ``up`` seconds, with nodes (name, /proc letter, pid file mtime)."""
+    unit_ = worker(MULTI, up=up, inactive_enter_us=since(up + 5)).model_copy(
+        update={"main_pid": 0})  # Type=forking with several nodes: systemd guesses none
+    found = tuple(NodeState(name=name, unit=MULTI, pid=100 + i, pid_file=f"/run/{name}.pid",
+                            written=written, process=letter)
+                  for i, (name, letter, written) in enumerate(states))
+    return Snapshot(taken_at=NOW, workers=(unit_,), nodes=found,
+                    silence={n.name: Silence(started_us=unit_.active_enter_us, pid=n.pid,
+                                             last_life=NOW - 600, looks=5, answered=True)
+                             for n in found}, **kw)
+
+
+def test_a_node_whose_pid_file_names_no_process_is_worker_down_on_its_unit() -> None:
+    """One node gone, its file written in this run: worker_down at once, naming the node."""
+    [finding] = worker_down.detect(multi((N1, None, NOW - 60), (N2, "S", NOW - 60),
+                                         celery=celery((N2,))))
+    assert (finding.scenario, finding.unit, finding.severity) == (
+        Scenario.WORKER_DOWN, MULTI, Severity.HIGH)
+    assert (finding.evidence["node"], finding.evidence["pid_file"], finding.hold) == (
+        N1, f"/run/{N1}.pid", None)
+    assert finding.summary == (f"node {N1} is gone (pid 100 of /run/{N1}.pid is not running); "
+                               f"{MULTI} is still active")
+
+
+def test_a_node_is_not_gone_while_it_may_be_starting_or_while_it_answers() -> None:
+    """No pid file, or one left from before this run, within the grace; or it answers: none."""
+    for written in (None, NOW - 700):
+        assert worker_down.detect(multi((N1, None, written), up=10, celery=celery(()))) == []
+    assert worker_down.detect(multi((N1, None, NOW - 60), celery=celery((N1,)))) == []
+    [late] = worker_down.detect(multi((N1, None, None), up=60, celery=celery(())))
+    assert late.severity == Severity.CRITICAL  # no node of any worker runs
+    assert late.summary.startswith(f"node {N1} is gone (no pid file /run/{N1}.pid)")
+
+
+def test_a_stopped_node_of_a_multi_unit_is_unresponsive_and_named() -> None:
+    """A node in state T is proof: one finding on the unit naming it, high while another runs."""
+    [finding] = worker_unresponsive.detect(multi((N1, "S", NOW), (N2, "T", NOW),
+                                                 celery=celery((N1,))))
+    assert (finding.unit, finding.severity) == (MULTI, Severity.HIGH)
+    assert (finding.evidence["node"], finding.evidence["pid"],
+            finding.evidence["process_state"]) == (N2, "101", "T")
+    assert worker_unresponsive.detect(multi((N1, None, NOW), celery=celery(()))) == []  # gone

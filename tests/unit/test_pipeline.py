@@ -359,3 +359,18 @@ def test_incident_of_a_unit_dropped_from_units_is_dropped_not_resolved(tmp_path:
     [dropped] = later.audit("incident_dropped")
     assert (dropped["unit"], dropped["reason"]) == (W3, "no longer in [units]: not watched")
     assert [i.outcome for i in review.incidents(later.audit())] == ["dropped"]
+
+
+def test_a_pass_names_what_it_cannot_watch_and_why(tmp_path: Path) -> None:
+    """No worker log or events, no beat, no database: each scenario unwatched, with its reason."""
+    fake = FakeSystemd(svc(W1, stdout="journal", stderr="null"), svc(W2), svc(BROKER))
+    harness = two_workers(fake, tmp_path)
+    report = harness.run()
+    assert report.healthy
+    assert report.unwatched == {
+        "task_failures": f"no worker log found for {W1} ({W1} sends its output to null), and "
+                         f"task events are off; no worker log found for {W2} ({W2} sends its "
+                         "output to nowhere healer knows), and task events are off",
+        "beat_down": "no beat unit in [units]", "beat_stalled": "no beat unit in [units]",
+        "database_unreachable": "no [database] host and port set"}
+    assert harness.pipeline().diagnose().unwatched == report.unwatched
