@@ -42,10 +42,13 @@ def _task_failures(config: Config, seen: Seen) -> Iterator[str]:
         yield f"no worker log found for {unit} ({why}), and {events}"
 
 
-def _nodes(seen: Seen) -> Iterator[str]:
+def _nodes(config: Config, seen: Seen) -> Iterator[str]:
     if "nodes" in seen.errors or "discovery" in seen.errors:
         return
     for unit in (u.name for u in seen.workers if u.name not in seen.nodes):
+        if config.celery.nodes is not None:
+            yield f"[celery] nodes names none for {unit} (one per worker unit, in order)"
+            continue
         gaps = "; ".join(seen.found[unit].gaps) if unit in seen.found else ""
         yield (f"no Celery node found in the ExecStart of {unit}"
                f"{f' ({gaps})' if gaps else ''}; set [celery] nodes")
@@ -66,7 +69,7 @@ def unwatched(config: Config, seen: Seen) -> dict[str, str]:
     beat = seen.beat
     reasons: dict[Scenario, list[str]] = {
         Scenario.TASK_FAILURES: list(_task_failures(config, seen)),
-        Scenario.WORKER_UNRESPONSIVE: list(_nodes(seen)),
+        Scenario.WORKER_UNRESPONSIVE: list(_nodes(config, seen)),
         Scenario.BEAT_DOWN: [] if beat else ["no beat unit in [units]"],
         Scenario.BEAT_STALLED: ["no beat unit in [units]"] if beat is None else [
             f"no log found for {beat.name} ({why})" for why in seen.beat_unread.values()],

@@ -12,7 +12,7 @@ here from ``Environment=`` and ``EnvironmentFile=`` (those files win, as in syst
   the path of ``StandardError=``/``StandardOutput=`` ``file:``/``append:``/``truncate:``,
   read from the unit's files, else the journal. ``null`` and the like: no log at all.
 
-Discovery only reads. What it cannot find is said in ``gaps``, never guessed.
+Discovery only reads. What it cannot find is said (``gaps``, ``no_log``), never guessed.
 """
 
 from __future__ import annotations
@@ -54,12 +54,17 @@ class Node(NamedTuple):
 
 
 class Layout(NamedTuple):
-    """What a unit tells of its Celery nodes and its log; ``gaps``: what it could not."""
+    """What a unit tells of its Celery nodes and its log.
+
+    ``gaps``: what of the unit could not be read (an EnvironmentFile, its ExecStart);
+    ``no_log``: why no log was found.
+    """
 
     unit: str
     nodes: tuple[Node, ...] = ()
     log: tuple[str, ...] | str | None = None  # file patterns, JOURNAL, or no log
     gaps: tuple[str, ...] = ()
+    no_log: str = ""
 
 
 def _read(path: str) -> str:
@@ -210,21 +215,21 @@ def output_path(unit: str, files: tuple[str, ...], key: str) -> str | None:
 
 
 def _stream_log(unit: str, stdout: str, stderr: str, files: tuple[str, ...]
-                ) -> tuple[tuple[str, ...] | str | None, list[str]]:
+                ) -> tuple[tuple[str, ...] | str | None, str]:
     """Where Celery's log goes without ``--logfile``: the unit's stderr (inherit: stdout)."""
     key, kind = ("StandardOutput", stdout) if stderr in {"inherit", ""} else ("StandardError",
                                                                                stderr)
     if kind.startswith((JOURNAL, "kmsg")):
-        return JOURNAL, []
+        return JOURNAL, ""
     if kind in {"file", "append", "truncate"}:
         try:
             path = output_path(unit, files, key)
         except OSError as exc:
-            return None, [f"cannot read the unit files of {unit}: {exc.strerror or exc}"]
+            return None, f"cannot read the unit files of {unit}: {exc.strerror or exc}"
         if path is None:
-            return None, [f"cannot tell the path of {key}={kind}: in the unit files of {unit}"]
-        return (path,), []
-    return None, [f"{unit} sends its output to {kind or 'nowhere healer knows'}"]
+            return None, f"cannot tell the path of {key}={kind}: in the unit files of {unit}"
+        return (path,), ""
+    return None, f"{unit} sends its output to {kind or 'nowhere healer knows'}"
 
 
 def _workdir(words: list[str], working_directory: str) -> Path:
@@ -258,11 +263,10 @@ def discover(state: UnitState, host: str | None = None) -> Layout:
                         log=n.log and str(workdir / n.log)) for n in nodes]
     logs = tuple(n.log for n in nodes if n.log) or (
         (str(workdir / logfile),) if logfile and not nodes else ())  # beat's
-    log: tuple[str, ...] | str | None = logs
-    if not logs:
-        log, why = _stream_log(unit, state.stdout, state.stderr, state.unit_files)
-        gaps += why
-    return Layout(unit, tuple(nodes), log, tuple(gaps))
+    if logs:
+        return Layout(unit, tuple(nodes), logs, tuple(gaps))
+    log, why = _stream_log(unit, state.stdout, state.stderr, state.unit_files)
+    return Layout(unit, tuple(nodes), log, tuple(gaps), why)
 
 
 def log_files(pattern: str) -> list[Path]:

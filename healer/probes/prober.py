@@ -125,7 +125,8 @@ class Prober:
         unit = layout.unit
         single = nodes[0] if len(nodes) == 1 else None
         if layout.log is None:
-            return LogRead(unread={unit: "; ".join(layout.gaps) or "none found"})
+            why = [*layout.gaps, layout.no_log] if layout.no_log else list(layout.gaps)
+            return LogRead(unread={unit: "; ".join(why) or "none found"})
         per_node = {n.name: n.log for n in layout.nodes if n.log}
         sources: list[tuple[str | None, str]] = [(single, JOURNAL)] if layout.log == JOURNAL \
             else [*per_node.items()] or [(single, pattern) for pattern in layout.log]

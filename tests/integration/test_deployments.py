@@ -133,14 +133,20 @@ def shapes() -> Iterator[CeleryStack]:
         yield stack
 
 
+def instance(stack: CeleryStack, unit: str) -> tuple[Path, str, dict[str, Any]]:
+    """The config of an instance once its node ``%i@HOST`` answers, and what diagnose says (OK)."""
+    path = config(stack, unit, unit.partition(".")[0])
+    node = f"{unit.partition('@')[2].partition('.')[0]}@{os.uname().nodename}"
+    wait_until(lambda: answering(stack, [node]) == {node}, 30, f"the node of {unit}")
+    code, seen = diagnosis(path)
+    assert (code, seen["findings"]) == (0, [])
+    return path, node, seen
+
+
 def test_a_template_instance_is_discovered_and_healed(shapes: CeleryStack) -> None:
     """``celery@w1.service``: its node ``w1@%h`` is found, and a SIGSTOP of it healed."""
     unit = "celery@w1.service"
-    path = config(shapes, unit, "template")
-    node = f"w1@{os.uname().nodename}"
-    wait_until(lambda: answering(shapes, [node]) == {node}, 30, "the instance's node")
-    code, seen = diagnosis(path)
-    assert (code, seen["findings"]) == (0, [])
+    path, node, seen = instance(shapes, unit)
     assert set(seen["unwatched"]) == {"database_unreachable"}  # its log: append:log/%i.log
     os.kill(shapes.main_pid(unit), signal.SIGSTOP)
     report = json.loads(healer(path, "run-once", "--json").stdout)
@@ -155,11 +161,7 @@ def test_a_worker_that_logs_nowhere_says_task_failures_are_unwatched(
         shapes: CeleryStack) -> None:
     """No log anywhere and task events off: task_failures is unwatched, the code still OK."""
     unit = "mute@quiet.service"
-    path = config(shapes, unit, "quiet")
-    node = f"quiet@{os.uname().nodename}"
-    wait_until(lambda: answering(shapes, [node]) == {node}, 30, "the quiet node")
-    code, seen = diagnosis(path)
-    assert (code, seen["findings"]) == (0, [])
+    path, _, seen = instance(shapes, unit)
     assert seen["unwatched"]["task_failures"] == (
         f"no worker log found for {unit} ({unit} sends its output to null), and task "
         "events are off")

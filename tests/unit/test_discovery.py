@@ -99,8 +99,8 @@ def test_what_cannot_be_read_is_said_never_guessed(tmp_path: Path) -> None:
                                                (str(tmp_path / "optional"), True))))
     assert missing.nodes == ()
     assert missing.log is None
-    assert missing.gaps == (f"EnvironmentFile {tmp_path / 'none'} of w.service does not exist",
-                            "w.service sends its output to null")
+    assert missing.gaps == (f"EnvironmentFile {tmp_path / 'none'} of w.service does not exist",)
+    assert missing.no_log == "w.service sends its output to null"
 
 
 def test_output_to_a_file_is_read_from_the_unit_files_with_its_specifiers(

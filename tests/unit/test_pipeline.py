@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from healer import compose
 from healer.audit import review
 from healer.audit.log import AuditLog
 from healer.config import UnitsConfig
@@ -374,3 +375,18 @@ def test_a_pass_names_what_it_cannot_watch_and_why(tmp_path: Path) -> None:
         "beat_down": "no beat unit in [units]", "beat_stalled": "no beat unit in [units]",
         "database_unreachable": "no [database] host and port set"}
     assert harness.pipeline().diagnose().unwatched == report.unwatched
+
+
+def test_a_worker_without_a_node_is_not_watched_for_silence(tmp_path: Path) -> None:
+    """A unit whose ExecStart names no node and that [celery] nodes leaves out: unwatched."""
+    harness = Harness(healthy_world(), tmp_path, units=UnitsConfig(workers=[W1], broker=BROKER))
+    discovered = harness.config.model_copy(update={"celery": harness.config.celery.model_copy(
+        update={"nodes": None})})
+    diagnosis = compose.pipeline(discovered, harness.world(), harness.rules).diagnose()
+    assert diagnosis.unwatched["worker_unresponsive"] == (
+        f"no Celery node found in the ExecStart of {W1}; set [celery] nodes")
+    short = harness.config.model_copy(update={"celery": harness.config.celery.model_copy(
+        update={"nodes": []})})
+    unwatched = compose.pipeline(short, harness.world(), harness.rules).diagnose().unwatched
+    assert unwatched["worker_unresponsive"] == (
+        f"[celery] nodes names none for {W1} (one per worker unit, in order)")
