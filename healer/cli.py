@@ -234,7 +234,9 @@ def _incidents(path: Path, args: argparse.Namespace) -> list[review.Timeline]:
 
 
 def cmd_audit_show(config: Config | None, args: argparse.Namespace) -> int:
-    """One incident's full timeline with evidence."""
+    """One incident's full timeline with evidence (--markdown: the incident document)."""
+    if args.json and args.markdown:
+        raise ConfigError("--json and --markdown: choose one")
     path = _audit_path(config, args)
     found = [i for i in _incidents(path, args) if i.id == args.incident]
     if not found:
@@ -242,6 +244,11 @@ def cmd_audit_show(config: Config | None, args: argparse.Namespace) -> int:
     records = found[0].records
     if args.json:
         _show(args, records)
+        return EXIT_OK
+    if args.markdown:
+        from healer.audit.document import markdown
+
+        _show(args, markdown(found[0], args.redactor.value(records)).rstrip("\n"))
         return EXIT_OK
     for r in args.redactor.value(records):  # before the evidence is rendered as JSON
         extra = r.get("detail") or r.get("reason") or r.get("summary") or ""
@@ -367,6 +374,9 @@ def parser() -> argparse.ArgumentParser:
         sub = audit.add_parser(name, help=(handler.__doc__ or "").rstrip("."))
         if name == "show":
             sub.add_argument("incident")
+            sub.add_argument("--markdown", action="store_true",
+                             help="the incident document: timeline, findings, actions, "
+                                  "time to heal, escalations")
         if name != "verify":
             sub.add_argument("--since", help="a date/time or a duration ago (2h)")
             sub.add_argument("--until", help="a date/time or a duration ago")

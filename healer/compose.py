@@ -21,7 +21,7 @@ from healer.executor.executor import Executor
 from healer.guard.guard import Guard
 from healer.model import Thresholds
 from healer.notify.escalator import Escalator
-from healer.notify.webhook import Webhook
+from healer.notify.webhook import Tiers, Webhook
 from healer.pipeline import Pipeline
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
@@ -73,18 +73,18 @@ def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None)
 
     broker = broker_probe(config.celery.broker_url, config.celery.broker_timeout, clock)
     hook = config.escalation
-    webhook = Webhook(hook.webhook, hook.format, hook.routing_key, hook.timeout, hook.attempts,
-                      clock.sleep) if hook.webhook else None
+    tiers = Tiers(tuple(Webhook(t.webhook, t.format, t.routing_key, hook.timeout, hook.attempts,
+                                clock.sleep) for t in hook.all_tiers()))
     return World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
                  celery=ControlProbe(config.celery.broker_url, config.celery.ping_timeout),
-                 notifier=webhook, clock=clock, events=events)
+                 notifier=tiers if tiers.webhooks else None, clock=clock, events=events)
 
 
 def redactor(config: Config) -> Redactor:
     """The redaction for a config: the patterns, the broker's and webhook's secrets, the key."""
-    hook = config.escalation
-    return Redactor.knowing(urls=(config.celery.broker_url, hook.webhook),
-                            secrets=(hook.routing_key,))
+    tiers = config.escalation.all_tiers()
+    return Redactor.knowing(urls=(config.celery.broker_url, *(t.webhook for t in tiers)),
+                            secrets=tuple(t.routing_key for t in tiers))
 
 
 def rules(config: Config, source: Path) -> list[Rule]:
@@ -105,6 +105,7 @@ def thresholds(config: Config) -> Thresholds:
         silence_window=t.silence_window, silence_probes=t.silence_probes,
         cpu_percent=t.cpu_percent, cpu_sustained=t.cpu_sustained,
         beat_max_silence=config.beat.max_silence, task_window=t.task_window,
+        critical_tasks=tuple(config.tasks.critical), stalled_after=config.tasks.stalled_after,
     )
 
 
@@ -122,10 +123,12 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
                           checks=Liveness(world.systemd, world.broker, world.celery, config),
                           schedule_file=config.beat.schedule_file,
                           workers=tuple(config.units.workers)),
-        escalator=Escalator(world.notifier, audit, clock, world.host, redactor(config)),
+        escalator=Escalator(world.notifier, audit, clock, world.host, redactor(config),
+                            config.escalation.expire_after, config.escalation.retry_after),
         audit=audit,
         store=StateStore(config.paths.state_dir),
         clock=clock,
+        tiers=tuple(float(t.after or 0) for t in config.escalation.all_tiers()),
         new_id=world.new_id,
         thresholds=thresholds(config),
         broker_unit=config.units.broker,

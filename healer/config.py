@@ -157,6 +157,13 @@ class ThresholdsConfig(Section):
     cpu_sustained: Annotated[float, finite(DAY)] = 120
 
 
+class TasksConfig(Section):
+    """Tasks that must keep succeeding (runbook: critical tasks not processing for 30 min)."""
+
+    critical: list[Name] = Field(default_factory=list, max_length=1000)
+    stalled_after: Annotated[float, finite(7 * DAY)] = 1800
+
+
 class DatabaseConfig(Section):
     """The application's database, checked with a TCP connect (optional)."""
 
@@ -175,20 +182,60 @@ class GuardConfig(Section):
     breaker_cooldown: Annotated[float, finite(30 * DAY)] = 3600
 
 
+RUNBOOK_TIERS = (0.0, 1200.0, 2400.0)  # on-call at once, a senior after 20 min, the admin at 40
+
+
+class TierConfig(Section):
+    """One tier of escalation: whom to notify, how long after the incident was escalated.
+
+    ``after`` (seconds) defaults to the runbook's for the tier's place: 0, 20 min, 40 min.
+    """
+
+    after: Annotated[float, finite(30 * DAY, inclusive=True)] | None = None
+    webhook: str = Field(pattern=r"^https?://[^\s/]+")
+    format: Literal["generic", "slack", "pagerduty"] = "generic"
+    routing_key: str | None = None
+
+    @model_validator(mode="after")
+    def _pagerduty_needs_a_key(self) -> TierConfig:
+        if self.format == "pagerduty" and not self.routing_key:
+            raise ValueError("format pagerduty needs routing_key (the integration key)")
+        return self
+
+
 class EscalationConfig(Section):
-    """Where escalations go: a webhook in one of three shapes (none: audited only)."""
+    """Where escalations go: tiers of webhooks in one of three shapes (none: audited only).
+
+    ``webhook``, ``format`` and ``routing_key`` here are the first tier (after 0); the
+    ``[[escalation.tiers]]`` follow. A notification not delivered waits in the outbox,
+    tried again after ``retry_after`` seconds, doubling up to 15 minutes, across passes, for
+    ``expire_after`` seconds at most.
+    """
 
     webhook: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     format: Literal["generic", "slack", "pagerduty"] = "generic"
     routing_key: str | None = None
     timeout: Annotated[float, finite(60)] = 5
     attempts: Annotated[int, count(10)] = 3
+    tiers: list[TierConfig] = Field(default_factory=list, max_length=10)
+    retry_after: Annotated[float, finite(900)] = 30
+    expire_after: Annotated[float, finite(30 * DAY)] = DAY
 
     @model_validator(mode="after")
     def _pagerduty_needs_a_key(self) -> EscalationConfig:
         if self.webhook and self.format == "pagerduty" and not self.routing_key:
             raise ValueError("format pagerduty needs routing_key (the integration key)")
+        if any(t.after is None for t in self.tiers[len(RUNBOOK_TIERS) - bool(self.webhook):]):
+            raise ValueError(f"tiers: after is required from tier {len(RUNBOOK_TIERS) + 1} on "
+                             "(the runbook names three)")
         return self
+
+    def all_tiers(self) -> list[TierConfig]:
+        """Every tier in order, the top-level webhook first; each ``after`` filled in."""
+        first = [TierConfig(after=0, webhook=self.webhook, format=self.format,
+                            routing_key=self.routing_key)] if self.webhook else []
+        return [t if t.after is not None else t.model_copy(update={"after": RUNBOOK_TIERS[i]})
+                for i, t in enumerate([*first, *self.tiers])]
 
 
 class JournalConfig(Section):
@@ -217,6 +264,7 @@ class Config(Section):
     beat: BeatConfig = BeatConfig()
     paths: PathsConfig = PathsConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
+    tasks: TasksConfig = TasksConfig()
     database: DatabaseConfig = DatabaseConfig()
     journal: JournalConfig = JournalConfig()
     guard: GuardConfig = GuardConfig()

@@ -29,6 +29,8 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     state.journal_cursors.update(readings.journal_cursors)
     _samples(state, readings, now)
     worker_log = _worker_log(state, readings, now, thresholds)
+    last_success = {} if worker_log is None or state.tasks_since is None else {
+        task: state.succeeded.get(task, state.tasks_since) for task in thresholds.critical_tasks}
     beat_log = None
     if readings.beat_lines is not None:
         state.beat = beat_log = logs.beat_log(readings.beat_lines, state.beat, now)
@@ -41,7 +43,8 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
         running={node: len(tasks) for node, tasks in state.running.items() if tasks},
         samples=tuple(state.samples),
         cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
-        worker_log=worker_log, beat_log=beat_log, thresholds=thresholds,
+        worker_log=worker_log, beat_log=beat_log, last_success=last_success,
+        thresholds=thresholds,
     )
 
 
@@ -67,9 +70,14 @@ def _worker_log(state: State, readings: Readings, now: float, thresholds: Thresh
     if readings.worker_lines is None and not listening:
         return None
     events, lost = logs.worker_lines(readings.worker_lines or (), now, tasks=not listening)
+    state.tasks_since = state.tasks_since or now
+    critical = set(thresholds.critical_tasks)
     for event in [*events, *(readings.task_events or ())]:
         if event.kind == TaskEventKind.FAILED:
             state.failures.append((event.at, event.task))
+        elif event.kind == TaskEventKind.SUCCEEDED:
+            if event.task in critical:
+                state.succeeded[event.task] = max(event.at, state.succeeded.get(event.task, 0))
         else:
             count = state.retries.get(event.task_id, (event.task, 0))[1]
             state.retries[event.task_id] = (event.task, count + 1)

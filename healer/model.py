@@ -268,6 +268,8 @@ class Thresholds(Frozen):
     cpu_sustained: float = 120
     beat_max_silence: float | None = None
     task_window: float = 600
+    critical_tasks: tuple[str, ...] = ()
+    stalled_after: float = 1800
 
 
 class Silence(Frozen):
@@ -294,6 +296,7 @@ class Snapshot(Observed):
     cpu: dict[str, tuple[CpuSample, ...]] = {}
     worker_log: WorkerLog | None = None
     beat_log: BeatLog | None = None
+    last_success: dict[str, float] = {}  # each critical task's last success (or watch start)
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
 

@@ -25,6 +25,8 @@ from healer.detectors import DETECTORS, detect
 from healer.errors import ActionError, BusUnavailable, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
 from healer.model import ActionReport, Diagnosis, Finding, PassReport
+from healer.notify.escalator import key_of
+from healer.notify.webhook import RESOLVED
 from healer.state import Breaker, Incident, InFlight, State
 from healer.vocabulary import ACTED, Event, Outcome, Scenario
 
@@ -60,6 +62,7 @@ class Pipeline:
     new_id: Callable[[], str]
     thresholds: Thresholds
     broker_unit: str | None = None
+    tiers: tuple[float, ...] = ()  # each escalation tier's ``after``
     _stale: bool = field(default=False, init=False)  # a step may have changed the world
     _outbox: list[tuple[Finding, str]] = field(default_factory=list, init=False)
 
@@ -81,12 +84,12 @@ class Pipeline:
                 self._open_incident(state, finding, dry_run)
             self._outbox.clear()
             actions, latest, current = self._decide_all(state, snapshot, findings, dry_run)
-            actions += self._deliver(state)
             final = self._look(state) if self._stale else latest
             remaining = detect(final) if final is not latest else current
             if not dry_run:
                 if not final.probe_errors:  # nothing is resolved on what a probe could not see
                     self._close_incidents(state, remaining)
+                actions += self._deliver(state, remaining)
                 self.store.save(state)
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
@@ -165,17 +168,24 @@ class Pipeline:
         )
 
     def _close_incidents(self, state: State, remaining: list[Finding]) -> None:
-        """Close what is no longer found; a unit dropped from [units] is unwatched, not healed."""
+        """Close what is no longer found; a unit dropped from [units] is unwatched, not healed.
+
+        Every tier the incident was escalated to is told, in its own form.
+        """
         still = {f.key for f in remaining}
         for key in [k for k in state.incidents if k not in still]:
             incident = state.incidents.pop(key)
             dropped = key.unit is not None and key.unit not in self.guard.allowed_units
+            duration = round(self.clock.time() - incident.opened, 3)
+            reason = "no longer in [units]: not watched" if dropped else \
+                f"resolved after {duration:g}s"
             self.audit.record(
                 Event.INCIDENT_DROPPED if dropped else Event.INCIDENT_RESOLVED, incident.id,
-                scenario=key.scenario.value, unit=key.unit,
-                duration_s=round(self.clock.time() - incident.opened, 3),
-                **({"reason": "no longer in [units]: not watched"} if dropped else {}),
+                scenario=key.scenario.value, unit=key.unit, duration_s=duration,
+                **({"reason": reason} if dropped else {}),
             )
+            state.outbox += [self.escalator.resolve(key, incident.id, reason, tier)
+                             for tier in incident.tiers]
 
     # -- deciding ----------------------------------------------------------------------------
 
@@ -275,19 +285,52 @@ class Pipeline:
         self._outbox.append((finding, reason))
         return True
 
-    def _deliver(self, state: State) -> list[ActionReport]:
-        """Send what the pass escalated, once its steps are done (a slow receiver delays none).
+    def _deliver(self, state: State, remaining: list[Finding]) -> list[ActionReport]:
+        """Queue what the pass escalated and the tiers now due, then try every notice due.
 
-        An incident counts as escalated once its delivery was tried, not before.
+        Done once the pass's steps are (a slow receiver delays none). An incident counts as
+        escalated once its first notice is in the outbox; a tier that failed once is not tried
+        again in the same pass; a delivery is saved at once, so a kill does not send it twice.
         """
-        reports = []
         for finding, reason in self._outbox:
             incident = state.incidents[finding.key]
-            incident.escalated = True
-            outcome = self.escalator.escalate(finding, incident.id, reason)
-            reports.append(ActionReport.about(finding, finding.unit, "escalate", outcome, reason))
+            incident.escalated, incident.escalated_at = True, self.clock.time()
+            self._queue_tiers(state, finding, reason)
         self._outbox.clear()
+        for finding in remaining:
+            if (open_ := state.incidents.get(finding.key)) and open_.escalated_at is not None:
+                self._queue_tiers(state, finding, None)
+        now = self.clock.time()  # what was queued just now is due
+        reports, failed = [], set()
+        for notice in list(state.outbox):
+            tier = notice.alert["tier"]
+            if notice.next_at > now or tier in failed:
+                continue
+            outcome, kept = self.escalator.deliver(notice)
+            where = state.outbox.index(notice)
+            state.outbox[where:where + 1] = [kept] if kept else []
+            if outcome == Outcome.DELIVERED:
+                self.store.save(state)
+            else:
+                failed.add(tier)
+            key = key_of(notice)
+            reports.append(ActionReport(
+                finding=key, scenario=key.scenario, unit=key.unit, outcome=outcome,
+                action="resolve" if notice.alert["status"] == RESOLVED else "escalate",
+                detail=str(notice.alert["reason"])))
         return reports
+
+    def _queue_tiers(self, state: State, finding: Finding, reason: str | None) -> None:
+        """Queue the incident's tiers that are due and not yet notified (the first at least)."""
+        incident = state.incidents[finding.key]
+        assert incident.escalated_at is not None
+        waited = self.clock.time() - incident.escalated_at
+        for tier, after in enumerate(self.tiers or (0.0,)):
+            if tier not in incident.tiers and waited >= after:
+                incident.tiers.append(tier)
+                why = reason if reason is not None else \
+                    f"unresolved {waited:.0f}s after it was escalated (tier {tier + 1})"
+                state.outbox.append(self.escalator.trigger(finding, incident.id, why, tier))
 
     def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                ) -> list[ActionReport]:

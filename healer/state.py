@@ -1,7 +1,7 @@
 """The state that spans passes, in one JSON file written atomically (temp, fsync, rename).
 
 Who changes it: the pass (``healer.pipeline``: incidents, breakers, attempts, the storm flag,
-the steps in flight),
+the steps in flight, the outbox of notifications),
 the fold of each look at the world into history (``healer.history``), and the operator's
 pause and resume (``healer.controls``). Nothing else writes it.
 
@@ -38,6 +38,22 @@ class Incident(BaseModel):
     opened: float
     last_decision: Outcome | None = None
     escalated: bool = False
+    escalated_at: float | None = None  # when its first tier was queued
+    tiers: list[int] = Field(default_factory=list)  # the tiers notified (queued), in order
+
+
+class Notice(BaseModel):
+    """A notification waiting in the outbox until it is delivered or expires.
+
+    ``key`` (incident, tier, triggered or resolved) makes it once per incident and tier;
+    ``alert`` is the Alert's fields, already redacted.
+    """
+
+    key: str
+    alert: dict[str, str | int | None]
+    queued: float
+    next_at: float
+    attempts: int = 0
 
 
 class Breaker(BaseModel):
@@ -78,6 +94,8 @@ class State(BaseModel):
     failures: list[tuple[float, str]] = Field(default_factory=list)
     lost: list[float] = Field(default_factory=list)
     retries: dict[str, tuple[str, int]] = Field(default_factory=dict)
+    succeeded: dict[str, float] = Field(default_factory=dict)  # critical task: last success
+    tasks_since: float | None = None  # since when task outcomes are read at all
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)
     cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
@@ -88,6 +106,7 @@ class State(BaseModel):
     storm: str | None = None
     spent: list[float] = Field(default_factory=list)
     in_flight: dict[str, InFlight] = Field(default_factory=dict)  # by action id
+    outbox: list[Notice] = Field(default_factory=list)  # notifications not yet delivered
 
     def record_attempt(self, attempt: Attempt) -> None:
         """Count one attempt of a step, in its "N within M" window and in the budget's."""

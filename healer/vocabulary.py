@@ -51,6 +51,7 @@ class Scenario(Word):
     MEMORY_PRESSURE = "memory_pressure"
     QUEUE_BACKLOG = "queue_backlog"
     DATABASE_UNREACHABLE = "database_unreachable"
+    CRITICAL_TASK_STALLED = "critical_task_stalled"
 
 
 class FindingKey(NamedTuple):
@@ -101,6 +102,7 @@ class TaskEventKind(Word):
 
     FAILED = "task-failed"
     RETRIED = "task-retried"
+    SUCCEEDED = "task-succeeded"
 
 
 class Outcome(Word):
@@ -132,6 +134,7 @@ class Outcome(Word):
     # escalations
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
+    EXPIRED = "expired"  # an escalation's notice that was never delivered in its time
     ALREADY_ESCALATED = "already_escalated"
     # the storm guard switching
     ON = "on"
@@ -141,7 +144,7 @@ class Outcome(Word):
 ACTED = frozenset({Outcome.HEALED, Outcome.NOT_HEALED, Outcome.FAILED, Outcome.DENIED})
 """A step that reached systemd and may have changed something: the pass probes again."""
 
-ESCALATIONS = frozenset({Outcome.DELIVERED, Outcome.UNDELIVERED})
+ESCALATIONS = frozenset({Outcome.DELIVERED, Outcome.UNDELIVERED, Outcome.EXPIRED})
 """An escalation that was sent (or tried): reported and counted."""
 
 
@@ -164,6 +167,13 @@ class Event(Word):
     TORN_TAIL_SET_ASIDE = "torn_tail_set_aside"
     AUDIT_STARTED = "audit_started"
     AUDIT_FILE_STARTED = "audit_file_started"
+
+
+class AlertStatus(Word):
+    """What a notification says of its incident."""
+
+    TRIGGERED = "triggered"
+    RESOLVED = "resolved"
 
 
 class IncidentOutcome(Word):

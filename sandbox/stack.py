@@ -125,13 +125,15 @@ class CeleryStack(Deployment):
             self.broker_url = f"redis://127.0.0.1:{self.port}/0"
             self._redis()
         self.workers = [WORKER] if worker else []
-        self._write_worker(WORKER, NODE, "celery.log")
+        self.write_worker(WORKER, NODE, "celery.log")
         self.manager.write_unit(BEAT, self._unit(
             "Celery beat", beat_command(sys.executable, self.schedule), log="celerybeat.log",
             after=self.broker_unit, journal=self.journald,
         ))
 
-    def _write_worker(self, unit: str, node: str, log: str, options: str = "-E") -> None:
+    def write_worker(self, unit: str = WORKER, node: str = NODE, log: str = "celery.log",
+                     options: str = "-E") -> None:
+        """Write a worker unit (by default the stack's own, as it was at the start)."""
         self.manager.write_unit(unit, self._unit(
             "Celery worker", worker_command(sys.executable, node, options=options), log=log,
             after=self.broker_unit, journal=self.journald,
@@ -139,7 +141,7 @@ class CeleryStack(Deployment):
 
     def add_worker(self, unit: str, node: str, options: str = "-E") -> None:
         """Another worker unit (its own node name, log and options), started; in the config."""
-        self._write_worker(unit, node, f"{unit}.log", options)
+        self.write_worker(unit, node, f"{unit}.log", options)
         self._add(unit)
 
     def _add(self, unit: str, text: str | None = None) -> None:

@@ -180,8 +180,8 @@ def incidents(records: Iterable[dict[str, Any]], outcome: str | None = None
             incident.units.add(record["unit"])
         if record["event"] in {Event.ACTION_FINISHED, Event.ACTION_INTERRUPTED}:
             incident.steps.append(f"{record.get('action')}:{record.get('outcome')}")
-        elif record["event"] == Event.ESCALATION:
-            incident.steps.append(f"escalate:{record.get('outcome')}")
+        elif record["event"] == Event.ESCALATION:  # an escalation's try, or its resolve's
+            incident.steps.append(f"{record.get('action') or 'escalate'}:{record.get('outcome')}")
         elif record["event"] == Event.INCIDENT_RESOLVED:
             took = record.get("duration_s")
             incident.time_to_heal = float(took) if isinstance(took, int | float) \

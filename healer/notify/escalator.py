@@ -1,9 +1,13 @@
-"""Escalate an incident: notify through the webhook, audit whether it was delivered.
+"""Escalate an incident: queue its notifications, deliver them, audit every try.
+
+A notification is a ``Notice`` in the state's outbox from the moment the pass decides it until
+it is delivered or expires, so none is lost to a receiver that is down or to a kill. Its key
+(incident, tier, triggered or resolved) makes it once per incident and tier; PagerDuty's
+``dedup_key`` (the incident id) makes a repeated delivery the same incident. A failed try
+waits ``retry_after`` seconds, doubling up to ``BACKOFF_MAX``, across passes and restarts.
 
 What the alert says and why it was not delivered are redacted (``healer.redact``): the
 receiver and the audit log see no secret.
-
-The pass decides whether an incident is escalated (once per incident) and remembers it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
 from healer.errors import NotifyError
-from healer.notify.webhook import Alert
-from healer.vocabulary import Event, Outcome
+from healer.notify.webhook import RESOLVED, TRIGGERED, Alert
+from healer.state import Notice
+from healer.vocabulary import Event, FindingKey, Outcome, Scenario
 
 if TYPE_CHECKING:
     from healer.audit.log import AuditLog
@@ -22,9 +27,11 @@ if TYPE_CHECKING:
     from healer.model import Finding
     from healer.redact import Redactor
 
+BACKOFF_MAX = 900.0
+
 
 class Notifier(Protocol):
-    """Something that delivers an alert or raises NotifyError."""
+    """Something that delivers an alert (to its tier) or raises NotifyError."""
 
     def send(self, alert: Alert) -> None:
         """Deliver the alert."""
@@ -32,23 +39,44 @@ class Notifier(Protocol):
 
 
 class Escalator:
-    """Sends a notification and records whether it was delivered."""
+    """Makes notices, and tries to deliver them, recording each try in the audit log."""
 
     def __init__(self, notifier: Notifier | None, audit: AuditLog, clock: Clock, host: str,
-                 redactor: Redactor) -> None:
+                 redactor: Redactor, expire_after: float = 86400.0, retry_after: float = 30.0
+                 ) -> None:
         self._notifier = notifier
         self._audit = audit
         self._clock = clock
         self._host = host
         self._redactor = redactor
+        self._expire_after = expire_after
+        self._retry_after = retry_after
 
-    def escalate(self, finding: Finding, incident: str, reason: str) -> Outcome:
-        """Notify about the incident; delivered or undelivered, as audited."""
-        when = datetime.fromtimestamp(self._clock.time(), timezone.utc).isoformat()
-        raw = Alert(incident=incident, scenario=finding.scenario.value, unit=finding.unit,
-                    severity=finding.severity.value, summary=finding.summary, reason=reason,
-                    host=self._host, ts=when)
-        alert = Alert(**self._redactor.value(asdict(raw)))
+    def trigger(self, finding: Finding, incident: str, reason: str, tier: int) -> Notice:
+        """The notice that escalates an incident to one tier."""
+        return self._notice(finding.key, incident, finding.severity.value, finding.summary,
+                            reason, tier, TRIGGERED)
+
+    def resolve(self, key: FindingKey, incident: str, reason: str, tier: int) -> Notice:
+        """The notice that tells a tier the incident it was sent is over."""
+        return self._notice(key, incident, "info", reason, reason, tier, RESOLVED)
+
+    def _notice(self, key: FindingKey, incident: str, severity: str, summary: str, reason: str,
+                tier: int, status: str) -> Notice:
+        now = self._clock.time()
+        raw = Alert(incident=incident, scenario=key.scenario.value, unit=key.unit,
+                    severity=severity, summary=summary, reason=reason, host=self._host,
+                    ts=datetime.fromtimestamp(now, timezone.utc).isoformat(), status=status,
+                    tier=tier)
+        return Notice(key=f"{incident}/{tier}/{status}", alert=self._redactor.value(asdict(raw)),
+                      queued=now, next_at=now)
+
+    def deliver(self, notice: Notice) -> tuple[Outcome, Notice | None]:
+        """Try once; the outcome as audited, and the notice to keep (None: done with it).
+
+        Undelivered, it is kept with its next try later; past ``expire_after`` it expires.
+        """
+        alert = Alert(**notice.alert)  # type: ignore[arg-type]
         error = None
         if self._notifier is None:
             error = "no [escalation] webhook configured"
@@ -57,9 +85,27 @@ class Escalator:
                 self._notifier.send(alert)
             except NotifyError as exc:
                 error = self._redactor.text(str(exc))
-        outcome = Outcome.DELIVERED if error is None else Outcome.UNDELIVERED
+        now = self._clock.time()
+        kept = None
+        if error is None:
+            outcome = Outcome.DELIVERED
+        elif now - notice.queued >= self._expire_after or self._notifier is None:
+            outcome = Outcome.EXPIRED if self._notifier is not None else Outcome.UNDELIVERED
+        else:
+            outcome = Outcome.UNDELIVERED
+            kept = notice.model_copy(update={
+                "attempts": notice.attempts + 1,
+                "next_at": now + min(self._retry_after * 2 ** notice.attempts, BACKOFF_MAX)})
         self._audit.record(
-            Event.ESCALATION, incident, scenario=finding.scenario.value, unit=finding.unit,
-            action="escalate", outcome=outcome, reason=reason, error=error, dry_run=False,
+            Event.ESCALATION, alert.incident, scenario=alert.scenario, unit=alert.unit,
+            action="resolve" if alert.status == RESOLVED else "escalate", outcome=outcome,
+            reason=alert.reason, error=error, tier=alert.tier + 1, attempt=notice.attempts + 1,
+            **({"retry_at": round(kept.next_at, 3)} if kept else {}), dry_run=False,
         )
-        return outcome
+        return outcome, kept
+
+
+def key_of(notice: Notice) -> FindingKey:
+    """The finding a notice is about."""
+    unit = notice.alert["unit"]
+    return FindingKey(Scenario(str(notice.alert["scenario"])), None if unit is None else str(unit))

@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from healer import redact
 from healer.errors import NotifyError
+from healer.vocabulary import AlertStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,9 +46,12 @@ def _cut(connection: http.client.HTTPConnection, fired: threading.Event) -> None
 _PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 
 
+TRIGGERED, RESOLVED = AlertStatus.TRIGGERED.value, AlertStatus.RESOLVED.value
+
+
 @dataclass(frozen=True)
 class Alert:
-    """What an escalation says."""
+    """What an escalation says: ``status`` triggered, or resolved; to which ``tier``."""
 
     incident: str
     scenario: str
@@ -57,12 +61,26 @@ class Alert:
     reason: str
     host: str
     ts: str
+    status: str = TRIGGERED
+    tier: int = 0
 
 
 def payload(alert: Alert, fmt: str, routing_key: str | None) -> dict[str, Any]:
-    """The request body in the configured shape."""
-    title = (f"[healer] {alert.scenario} on {alert.unit or alert.host} ({alert.severity}): "
-             f"{alert.reason}")
+    """The request body in the configured shape; a resolve in each shape's own form.
+
+    PagerDuty resolves with the trigger's ``dedup_key`` (the incident id), Slack gets a
+    follow-up message, generic JSON says ``"status": "resolved"``.
+    """
+    where = alert.unit or alert.host
+    if alert.status == RESOLVED:
+        if fmt == "pagerduty":
+            return {"routing_key": routing_key or "", "event_action": "resolve",
+                    "dedup_key": alert.incident}
+        if fmt == "slack":
+            return {"text": f"[healer] resolved: {alert.scenario} on {where}: {alert.reason} "
+                            f"(incident {alert.incident})"}
+        return {"source": "healer", **asdict(alert)}
+    title = f"[healer] {alert.scenario} on {where} ({alert.severity}): {alert.reason}"
     if fmt == "slack":
         return {"text": f"{title}\n{alert.summary} (incident {alert.incident})"}
     if fmt == "pagerduty":
@@ -142,3 +160,16 @@ class Webhook:
         except _Retry as exc:
             raise NotifyError(f"webhook {redact.url(self.url)}: {exc} after {self.attempts} "
                               "attempts") from exc
+
+
+@dataclass(frozen=True)
+class Tiers:
+    """The webhook of each tier, in order: an alert goes to the one of its ``tier``."""
+
+    webhooks: tuple[Webhook, ...]
+
+    def send(self, alert: Alert) -> None:
+        """Deliver the alert to its tier's webhook; raises NotifyError when it was not."""
+        if not 0 <= alert.tier < len(self.webhooks):
+            raise NotifyError(f"no escalation tier {alert.tier + 1} in the config")
+        self.webhooks[alert.tier].send(alert)

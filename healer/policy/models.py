@@ -101,7 +101,7 @@ class Rule(Strict):
     name: str = Field(min_length=1)
     match: Match
     ladder: list[Step] = Field(default_factory=list)
-    escalate_after: Duration | None = None
+    escalate_after: Backoff | None = None  # 0: at once
 
     @model_validator(mode="after")
     def _does_something(self) -> Rule:

@@ -2,7 +2,8 @@
 
 A probe that failed is not here (it is unknown, in ``probe_errors``); this is what healer
 has no source for at all: no worker log and no task events, no node name, no beat log, no
-database set, no memory figure. ``diagnose`` lists it; it never changes the exit code.
+database set, no memory figure, no critical task named. ``diagnose`` lists it; it never
+changes the exit code.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Seen(NamedTuple):
     nodes: Mapping[str, list[str]]  # each worker unit's nodes
     usage: Iterable[UnitUsage]
     errors: Mapping[str, str]  # the probes that failed
+    worker_read: bool  # some worker log was read
     worker_unread: Mapping[str, str]  # why no worker log of a unit could be read
     beat_unread: Mapping[str, str]
     listening: bool  # task events are heard
@@ -64,6 +66,13 @@ def _memory(seen: Seen) -> Iterator[str]:
                    "process of it is known")
 
 
+def _critical(config: Config, seen: Seen) -> Iterator[str]:
+    if not config.tasks.critical:
+        yield "no [tasks] critical named"
+    elif not seen.worker_read and not seen.listening:
+        yield "no worker log read and no task events heard: no success is seen"
+
+
 def unwatched(config: Config, seen: Seen) -> dict[str, str]:
     """Each scenario the look could not watch, and why."""
     beat = seen.beat
@@ -76,5 +85,6 @@ def unwatched(config: Config, seen: Seen) -> dict[str, str]:
         Scenario.DATABASE_UNREACHABLE: [] if config.database.host and config.database.port
         else ["no [database] host and port set"],
         Scenario.MEMORY_PRESSURE: list(_memory(seen)),
+        Scenario.CRITICAL_TASK_STALLED: list(_critical(config, seen)),
     }
     return {scenario.value: "; ".join(why) for scenario, why in reasons.items() if why}

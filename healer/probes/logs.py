@@ -35,6 +35,7 @@ CURSOR = "-- cursor: "
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})")
 _FAILED = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] raised unexpected")
 _RETRY = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] retry:")
+_SUCCEEDED = re.compile(r"Task ([\w.:-]+)\[([\w-]+)\] succeeded in")
 _RECEIVED = re.compile(r"Task [\w.:-]+\[([\w-]+)\] received")
 _ENDED = re.compile(r"Task [\w.:-]+\[([\w-]+)\] (?:succeeded in|raised unexpected|retry:"
                     r"|ignored)|Discarding revoked task: [\w.:-]+\[([\w-]+)\]")
@@ -109,17 +110,17 @@ def _when(line: str, fallback: float) -> float:
 
 def worker_lines(lines: Iterable[str], now: float, tasks: bool = True
                  ) -> tuple[list[TaskEvent], list[float]]:
-    """Task failures and retries, and the times of lost pool processes.
+    """Task failures, retries and successes, and the times of lost pool processes.
 
-    With ``tasks`` off (Celery's task events count them), failures and retries are skipped.
+    With ``tasks`` off (Celery's task events count them), the task outcomes are skipped.
     """
     events: list[TaskEvent] = []
     lost: list[float] = []
+    kinds = ((TaskEventKind.FAILED, _FAILED), (TaskEventKind.RETRIED, _RETRY),
+             (TaskEventKind.SUCCEEDED, _SUCCEEDED)) if tasks else ()
     for line in lines:
-        if tasks and (failed := _FAILED.search(line)):
-            events.append(TaskEvent(TaskEventKind.FAILED, _when(line, now), *failed.groups()))
-        elif tasks and (retry := _RETRY.search(line)):
-            events.append(TaskEvent(TaskEventKind.RETRIED, _when(line, now), *retry.groups()))
+        if said := next(((k, m) for k, pattern in kinds if (m := pattern.search(line))), None):
+            events.append(TaskEvent(said[0], _when(line, now), *said[1].groups()))
         elif _LOST.search(line):
             lost.append(_when(line, now))
     return events, lost

@@ -234,6 +234,7 @@ class Prober:
             database=database, probe_errors=errors,
             unwatched=coverage.unwatched(config, coverage.Seen(
                 workers, beat, found, by_unit, usage, errors,
+                worker_log is not None and worker_log.read,
                 worker_log.unread if worker_log else {}, beat_log.unread if beat_log else {},
                 listening)),
         )

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from celery import Celery
 
-from sandbox.stack import CeleryStack
+from sandbox.stack import CeleryStack, free_port
 
 AGENT = "healer.service"
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+    from typing import Self
 
 
 @pytest.fixture
@@ -48,3 +52,47 @@ def metrics(port: int) -> dict[str, float]:
 def client(stack: CeleryStack) -> Any:  # noqa: ANN401 - Celery is untyped
     """A Celery client for the sandbox's broker, to send tasks and control commands."""
     return Celery(broker=stack.broker_url, set_as_current=False)
+
+
+class _Recording(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.server.bodies.append(json.loads(self.rfile.read(length)))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet."""
+
+
+class Receiver:
+    """A local webhook receiver on one loopback port that keeps every JSON body it was sent.
+
+    It may be down (nothing listens on its port) and come back on the same port.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bodies: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def up(self) -> Self:
+        """Listen on the port, in a thread."""
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _Recording)
+        server.bodies = self.bodies  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+        return self
+
+    def down(self) -> None:
+        """Stop listening: a POST finds the port refused."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.down()

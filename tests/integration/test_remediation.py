@@ -6,9 +6,6 @@ guard and pause.
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,6 +13,7 @@ import pytest
 from sandbox.base import wait_until
 from sandbox.stack import BEAT, BROKER, WORKER, CeleryStack
 from tests.conftest import audit_records, healer
+from tests.integration.conftest import Receiver
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,34 +22,11 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-class Receiver(ThreadingHTTPServer):
-    """A local webhook receiver that keeps every JSON body it was sent."""
-
-    bodies: list[dict[str, Any]]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        assert isinstance(self.server, Receiver)
-        self.server.bodies.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        """Quiet."""
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A webhook receiver on a free loopback port, shut down after the test."""
-    server = Receiver(("127.0.0.1", 0), _Handler)
-    server.bodies = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with Receiver().up() as running:
+        yield running
 
 
 def with_policy(stack: CeleryStack, rules: str, extra: str = "") -> Path:
@@ -83,7 +58,7 @@ rules:
     ladder:
       - {action: restart_unit, verify: 3s, limit: {max: 2, within: 10m}}
       - {action: escalate}
-""", extra=f'[escalation]\nwebhook = "http://127.0.0.1:{receiver.server_port}/hook"\n')
+""", extra=f'[escalation]\nwebhook = "http://127.0.0.1:{receiver.port}/hook"\n')
     first = healer(config, "run-once")
     assert first.returncode == 1, first.stdout + first.stderr
     for _ in range(2):

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from healer import compose
-from healer.config import CeleryConfig, Config, GuardConfig, PathsConfig, UnitsConfig
+from healer.config import (
+    CeleryConfig,
+    Config,
+    EscalationConfig,
+    GuardConfig,
+    PathsConfig,
+    UnitsConfig,
+)
 from healer.policy.models import Limit, Match, Rule, Step
 from healer.state import StateStore
 from healer.testing import FakeBroker, FakeSystemd, ManualClock, RecordingNotifier, unit
@@ -48,6 +55,7 @@ class Harness:
         default_factory=lambda: UnitsConfig(workers=[W1, W2, W3], broker=BROKER)
     )
     guard: GuardConfig = field(default_factory=GuardConfig)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
     notifier: RecordingNotifier | None = field(default_factory=RecordingNotifier)
     broker: BrokerProbe | None = None
     celery: CeleryProbe | None = None
@@ -72,6 +80,7 @@ class Harness:
     def config(self) -> Config:
         """The config the pipeline is built from: these units, guard and paths under root."""
         return Config(units=self.units, celery=CeleryConfig(nodes=NODES), guard=self.guard,
+                      escalation=self.escalation,
                       paths=PathsConfig(state_dir=self.root / "state",
                                         audit_log=self.audit_path))
 

@@ -12,6 +12,7 @@ from healer.detectors import (
     beat_down,
     beat_stalled,
     broker_unreachable,
+    critical_task_stalled,
     database_unreachable,
     memory_pressure,
     queue_backlog,
@@ -755,3 +756,33 @@ def test_a_stopped_node_of_a_multi_unit_is_unresponsive_and_named() -> None:
     assert (finding.evidence["node"], finding.evidence["pid"],
             finding.evidence["process_state"]) == (N2, "101", "T")
     assert worker_unresponsive.detect(multi((N1, None, NOW), celery=celery(()))) == []  # gone
+
+
+# critical tasks
+
+TICK_OK = "[2023-11-14 22:13:10,000: INFO/ForkPoolWorker-1] Task app.tick[t-9] succeeded in 0.01s"
+
+
+def test_a_critical_task_without_a_success_for_too_long_is_stalled() -> None:
+    """The log's last success of a critical task, folded: stalled past stalled_after, else not."""
+    limits = Thresholds(critical_tasks=("app.tick", "app.report"), stalled_after=60)
+    state = State()
+    at = logs.worker_lines([TICK_OK], NOW)[0][0].at
+    first = history.fold(state, Readings(taken_at=at + 30, workers=(worker(W1),),
+                                         worker_lines=(TICK_OK,)), limits)
+    assert first.last_success == {"app.tick": at, "app.report": at + 30}
+    assert critical_task_stalled.detect(first) == []
+    later = history.fold(state, Readings(taken_at=at + 95, workers=(worker(W1),),
+                                         worker_lines=()), limits)
+    [finding] = critical_task_stalled.detect(later)
+    assert (finding.scenario, finding.severity, finding.unit) == (
+        Scenario.CRITICAL_TASK_STALLED, Severity.HIGH, None)
+    assert finding.evidence == {"silent_s:app.report": 65.0, "silent_s:app.tick": 95.0}
+
+
+def test_no_task_source_means_no_judgement_of_critical_tasks() -> None:
+    """Without a worker log or task events, last_success is empty: nothing is claimed stalled."""
+    limits = Thresholds(critical_tasks=("app.tick",), stalled_after=1)
+    snapshot = history.fold(State(), Readings(taken_at=NOW, workers=(worker(W1),)), limits)
+    assert snapshot.last_success == {}
+    assert critical_task_stalled.detect(snapshot) == []

@@ -49,3 +49,10 @@ def test_failures_and_retries_are_drained_with_their_names() -> None:
                      {"type": "task-failed", "uuid": "t1", "hostname": NODE, "timestamp": 5.0})
     assert listener.drain() == [TaskEvent(TaskEventKind.FAILED, 5.0, "app.add", "t1")]
     assert listener.drain() == []
+
+
+def test_a_success_is_drained_with_its_name_for_the_critical_tasks() -> None:
+    """task-succeeded comes out of drain, named: the last success of a critical task."""
+    listener = heard({"type": "task-received", "uuid": "t2", "name": "app.tick"},
+                     {"type": "task-succeeded", "uuid": "t2", "hostname": NODE, "timestamp": 7.0})
+    assert listener.drain() == [TaskEvent(TaskEventKind.SUCCEEDED, 7.0, "app.tick", "t2")]

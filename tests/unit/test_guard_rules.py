@@ -392,12 +392,12 @@ def test_breaker_closes_after_its_cool_down(tmp_path: Path) -> None:
     assert harness.audit("breaker_closed") == []  # a dry run closes nothing
     report = harness.run()
 
-    assert outcomes(report) == [(W1, "healed")]
+    assert outcomes(report) == [(W1, "healed"), (W1, "delivered")]  # healed: the resolve
     assert len(harness.audit("breaker_closed")) == 1
     assert report.healthy
     assert harness.fake.calls == [("restart", W1), ("restart", W1)]
     assert harness.store.load().breakers == {}
-    assert harness.sent() == [W1]
+    assert harness.sent() == [W1, W1]
 
 
 def test_undelivered_escalation_is_audited(tmp_path: Path) -> None:

@@ -344,7 +344,7 @@ def test_diagnose_names_the_remedy_the_policy_would_choose(tmp_path: Path) -> No
     diagnosis = two_workers(fake, tmp_path, rules=load_policies(SHIPPED)).pipeline().diagnose()
     assert diagnosis.remedies == {
         FindingKey(Scenario.WORKER_DOWN, W1): f"restart_unit > daemon_reload > escalate on "
-                                              f"{W1} (rule restart-dead-worker)",
+                                              f"{W1} (rule all-workers-down)",
         FindingKey(Scenario.WORKER_DOWN, W2): "none: stopped by an operator: left stopped",
     }
     assert fake.calls == []
@@ -373,7 +373,8 @@ def test_a_pass_names_what_it_cannot_watch_and_why(tmp_path: Path) -> None:
                          f"task events are off; no worker log found for {W2} ({W2} sends its "
                          "output to nowhere healer knows), and task events are off",
         "beat_down": "no beat unit in [units]", "beat_stalled": "no beat unit in [units]",
-        "database_unreachable": "no [database] host and port set"}
+        "database_unreachable": "no [database] host and port set",
+        "critical_task_stalled": "no [tasks] critical named"}
     assert harness.pipeline().diagnose().unwatched == report.unwatched
 
 

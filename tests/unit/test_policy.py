@@ -65,14 +65,19 @@ def load_error(tmp_path: Path, text: str) -> tuple[Path, str]:
 
 
 def test_shipped_policies_load_and_match_worker_down() -> None:
-    """The shipped policies/ folder loads and its rule covers a worker_down finding."""
+    """The shipped policies/ folder loads; all workers down escalates after 10 min, some not."""
     rules = load_policies(SHIPPED)
     assert rules
-    chosen = PolicyEngine(rules).rule_for(finding())
-    assert chosen is not None
-    assert chosen.name == "restart-dead-worker"
-    assert chosen.ladder[0].action == "restart_unit"
-    assert chosen.ladder[0].limit == Limit(max=3, within=900)
+    engine = PolicyEngine(rules)
+    all_down, some_down = engine.rule_for(finding()), engine.rule_for(
+        finding().model_copy(update={"severity": Severity.HIGH}))
+    assert all_down is not None
+    assert some_down is not None
+    assert (all_down.name, all_down.escalate_after) == ("all-workers-down", 600)
+    assert (some_down.name, some_down.escalate_after) == ("restart-dead-worker", None)
+    assert all_down.ladder == some_down.ladder
+    assert all_down.ladder[0].action == "restart_unit"
+    assert all_down.ladder[0].limit == Limit(max=3, within=900)
 
 
 def test_single_file_loads_like_a_folder() -> None:

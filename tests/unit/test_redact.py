@@ -127,8 +127,8 @@ def test_alert_text_and_escalation_error_are_redacted() -> None:
                           compose.redactor(config()))
     finding = Finding(scenario=Scenario.BROKER_UNREACHABLE, severity=Severity.CRITICAL,
                       unit="redis.service", summary=f"{BROKER_URL}: refused", evidence={})
-    assert escalator.escalate(finding, "inc-1", f"no answer from {BROKER_URL}") == \
-        Outcome.UNDELIVERED
+    notice = escalator.trigger(finding, "inc-1", f"no answer from {BROKER_URL}", 0)
+    assert escalator.deliver(notice)[0] == Outcome.UNDELIVERED
     body = payload(receiver.sent[0], "pagerduty", KEY)
     assert body.pop("routing_key") == KEY  # the real key goes where PagerDuty reads it
     assert "s3cret" not in json.dumps(body)
