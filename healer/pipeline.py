@@ -64,7 +64,6 @@ class Pipeline:
     broker_unit: str | None = None
     tiers: tuple[float, ...] = ()  # each escalation tier's ``after``
     _stale: bool = field(default=False, init=False)  # a step may have changed the world
-    _outbox: list[tuple[Finding, str]] = field(default_factory=list, init=False)
 
     def _look(self, state: State) -> Snapshot:
         """Probe once and fold what was seen into the state's history."""
@@ -82,7 +81,6 @@ class Pipeline:
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
-            self._outbox.clear()
             actions, latest, current = self._decide_all(state, snapshot, findings, dry_run)
             final = self._look(state) if self._stale else latest
             remaining = detect(final) if final is not latest else current
@@ -275,28 +273,25 @@ class Pipeline:
                            scenario=finding.scenario.value, unit=finding.unit, reason=reason)
 
     def _notify(self, state: State, finding: Finding, reason: str) -> bool:
-        """Queue the incident's escalation, once per incident; False when it already was.
+        """Escalate the incident, once; False when it already was.
 
-        Its report comes when it is delivered, at the end of the pass.
+        Its first tier's notice goes to the outbox now; it is sent, and reported, at the end
+        of the pass (``_deliver``).
         """
-        if state.incidents[finding.key].escalated or \
-                any(queued.key == finding.key for queued, _ in self._outbox):
+        incident = state.incidents[finding.key]
+        if incident.escalated:
             return False
-        self._outbox.append((finding, reason))
+        incident.escalated, incident.escalated_at = True, self.clock.time()
+        self._queue_tiers(state, finding, reason)
         return True
 
     def _deliver(self, state: State, remaining: list[Finding]) -> list[ActionReport]:
-        """Queue what the pass escalated and the tiers now due, then try every notice due.
+        """Queue the tiers now due of what is still open, then try every notice due.
 
-        Done once the pass's steps are (a slow receiver delays none). An incident counts as
-        escalated once its first notice is in the outbox; a tier that failed once is not tried
-        again in the same pass; a delivery is saved at once, so a kill does not send it twice.
+        Done once the pass's steps are (a slow receiver delays none). A tier that failed once
+        is not tried again in the same pass; a delivery is saved at once, so a kill does not
+        send it twice.
         """
-        for finding, reason in self._outbox:
-            incident = state.incidents[finding.key]
-            incident.escalated, incident.escalated_at = True, self.clock.time()
-            self._queue_tiers(state, finding, reason)
-        self._outbox.clear()
         for finding in remaining:
             if (open_ := state.incidents.get(finding.key)) and open_.escalated_at is not None:
                 self._queue_tiers(state, finding, None)

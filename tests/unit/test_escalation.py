@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from healer.cli import main
 from healer.config import EscalationConfig, TierConfig
-from tests.unit.harness import W1, Harness, crashed, world
+from tests.unit.harness import W1, Harness, crashed, restart_rule, world
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -136,3 +136,18 @@ def test_the_incident_document_tells_the_whole_incident(
         "resolve:delivered"]
     assert main(["audit", "show", opened["incident"], "--markdown", "--json",
                  "--log", str(harness.audit_path)]) == 2
+
+
+def test_an_incident_escalated_and_healed_in_one_pass_sends_its_trigger_then_its_resolve(
+        tmp_path: Path) -> None:
+    """Overdue while paused, then healed by the pass that escalates it: both, in order."""
+    rule = restart_rule().model_copy(update={"escalate_after": 10.0})
+    harness = Harness(world(W1), tmp_path, rules=[rule],
+                      escalation=EscalationConfig(webhook="http://hook.invalid/"))
+    harness.controls().pause(None, None, "maintenance")
+    harness.run()
+    harness.clock.advance(20)
+    harness.controls().resume(None)
+    report = harness.run()
+    assert report.healthy
+    assert said(harness) == [(0, "triggered"), (0, "resolved")]
