@@ -106,6 +106,7 @@ def thresholds(config: Config) -> Thresholds:
         cpu_percent=t.cpu_percent, cpu_sustained=t.cpu_sustained,
         beat_max_silence=config.beat.max_silence, task_window=t.task_window,
         critical_tasks=tuple(config.tasks.critical), stalled_after=config.tasks.stalled_after,
+        task_time_limit=t.task_time_limit, task_limits=dict(config.task_limits),
     )
 
 

@@ -155,6 +155,7 @@ class ThresholdsConfig(Section):
     silence_probes: Annotated[int, count(10_000, least=1)] = 3
     cpu_percent: Annotated[float, finite(100_000)] = 90  # percent of one core
     cpu_sustained: Annotated[float, finite(DAY)] = 120
+    task_time_limit: Annotated[float, finite(7 * DAY)] = 3600  # the runbook's task_time_limit
 
 
 class TasksConfig(Section):
@@ -265,6 +266,8 @@ class Config(Section):
     paths: PathsConfig = PathsConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     tasks: TasksConfig = TasksConfig()
+    task_limits: dict[Name, Annotated[float, finite(7 * DAY)]] = Field(
+        default_factory=dict, max_length=10_000)  # task name: seconds it may run
     database: DatabaseConfig = DatabaseConfig()
     journal: JournalConfig = JournalConfig()
     guard: GuardConfig = GuardConfig()

@@ -108,13 +108,25 @@ class Endpoint(Frozen):
     error: str | None = None
 
 
+class ActiveTask(Frozen):
+    """A task a node said it is running (``inspect active``): since when, in wall time."""
+
+    node: str
+    id: str
+    name: str
+    started: float
+    pid: int | None = None
+
+
 class CeleryState(Frozen):
     """What the workers said. ``replied`` is None when nobody could be asked (broker down).
 
-    ``processed`` and ``active`` (summed over nodes) are read only while there is a backlog.
+    ``tasks`` are the tasks the nodes that replied are running. ``processed`` and ``active``
+    (summed over nodes) are read only while there is a backlog.
     """
 
     replied: tuple[str, ...] | None
+    tasks: tuple[ActiveTask, ...] = ()
     processed: int | None = None
     active: int | None = None
 
@@ -270,6 +282,8 @@ class Thresholds(Frozen):
     task_window: float = 600
     critical_tasks: tuple[str, ...] = ()
     stalled_after: float = 1800
+    task_time_limit: float = 3600
+    task_limits: dict[str, float] = {}  # by task name; else task_time_limit
 
 
 class Silence(Frozen):

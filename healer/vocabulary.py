@@ -52,6 +52,7 @@ class Scenario(Word):
     QUEUE_BACKLOG = "queue_backlog"
     DATABASE_UNREACHABLE = "database_unreachable"
     CRITICAL_TASK_STALLED = "critical_task_stalled"
+    TASK_STUCK = "task_stuck"
 
 
 class FindingKey(NamedTuple):

@@ -1,4 +1,4 @@
-"""Ask the workers, in process, through the broker: ping, and while there is a backlog, stats.
+"""Ask the workers, in process, through the broker: ping, what they run, with a backlog stats.
 
 A bare ``Celery(broker=...)`` is enough for the control API: healer never imports the
 application's code. ``ping(destination=...)`` returns as soon as every named node answered.
@@ -6,10 +6,15 @@ application's code. ``ping(destination=...)`` returns as soon as every named nod
 
 from __future__ import annotations
 
+import math
 import socket
-from typing import Any, Protocol
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
-from healer.model import CeleryState
+from healer.model import ActiveTask, CeleryState
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _HOSTNAME_FLAGS = ("-n", "--hostname")
 
@@ -29,6 +34,29 @@ def node_name(argv: tuple[str, ...], host: str | None = None) -> str | None:
             name = arg[2:]
     short, _, domain = host.partition(".")
     return name.replace("%h", host).replace("%n", short).replace("%d", domain)
+
+
+MONOTONIC_BELOW = 1e9  # a time_start this small is a monotonic clock's, not wall time
+
+
+def running(active: dict[str, Any], now: float, monotonic: float) -> Iterator[ActiveTask]:
+    """The tasks of ``inspect active``'s replies, with when they started in wall time.
+
+    Celery 5.7 reports ``time_start`` in wall time; older versions gave the pool's monotonic
+    clock (celery#4185), which on the same host is healer's: converted. A reply that is not
+    a list of tasks, or a task without a start, is skipped.
+    """
+    for node, tasks in active.items():
+        for task in tasks if isinstance(tasks, list) else ():
+            start = task.get("time_start") if isinstance(task, dict) else None
+            if not isinstance(start, int | float) or isinstance(start, bool) \
+                    or not math.isfinite(start):
+                continue
+            pid = task.get("worker_pid")
+            yield ActiveTask(node=str(node), id=str(task.get("id", "")),
+                             name=str(task.get("name", "unknown")),
+                             started=now - (monotonic - start) if start < MONOTONIC_BELOW
+                             else float(start), pid=pid if isinstance(pid, int) else None)
 
 
 class CeleryProbe(Protocol):
@@ -57,21 +85,24 @@ class ControlProbe:
         return self._app.control
 
     def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
-        """Ping the expected nodes; with a backlog also read processed and active counts."""
+        """Ping the expected nodes, read what those that answered run; with a backlog, stats."""
         targets = sorted(nodes)
         if not targets:
             return CeleryState(replied=())
         control = self._control()
         replies = control.ping(destination=targets, timeout=self._timeout) or []
         replied = tuple(sorted(n for reply in replies for n in reply))
-        if not backlog or not replied:
+        if not replied:
             return CeleryState(replied=replied)
         inspect = control.inspect(destination=list(replied), timeout=self._timeout,
                                   limit=len(replied))
-        stats = inspect.stats() or {}
         active = inspect.active() or {}
+        tasks = tuple(running(active, time.time(), time.monotonic()))
+        if not backlog:
+            return CeleryState(replied=replied, tasks=tasks)
+        stats = inspect.stats() or {}
         return CeleryState(
-            replied=replied,
+            replied=replied, tasks=tasks,
             processed=sum(sum(s.get("total", {}).values()) for s in stats.values()),
             active=sum(len(tasks) for tasks in active.values()),
         )

@@ -17,12 +17,14 @@ from healer.detectors import (
     memory_pressure,
     queue_backlog,
     task_failures,
+    task_stuck,
     worker_down,
     worker_not_consuming,
     worker_unresponsive,
 )
 from healer.errors import ProbeError
 from healer.model import (
+    ActiveTask,
     BeatLog,
     BrokerState,
     CeleryState,
@@ -41,7 +43,7 @@ from healer.model import (
 )
 from healer.probes import logs
 from healer.probes.broker import queue_keys
-from healer.probes.celery import node_name
+from healer.probes.celery import node_name, running
 from healer.state import State
 from healer.systemd.dbus_backend import _known
 from healer.testing import unit
@@ -786,3 +788,30 @@ def test_no_task_source_means_no_judgement_of_critical_tasks() -> None:
     snapshot = history.fold(State(), Readings(taken_at=NOW, workers=(worker(W1),)), limits)
     assert snapshot.last_success == {}
     assert critical_task_stalled.detect(snapshot) == []
+
+
+# stuck tasks
+
+
+def test_inspect_active_start_times_are_read_as_wall_time_whichever_clock_said_them() -> None:
+    """Celery 5.7's wall-clock time_start kept; an older pool's monotonic one converted."""
+    active = {N1: [{"id": "a", "name": "app.nap", "time_start": NOW - 50, "worker_pid": 7},
+                   {"id": "b", "name": "app.nap", "time_start": 900.0},
+                   {"id": "c", "name": "app.nap"}, "junk"], N2: "not a list"}
+    assert list(running(active, NOW, monotonic=1000.0)) == [
+        ActiveTask(node=N1, id="a", name="app.nap", started=NOW - 50, pid=7),
+        ActiveTask(node=N1, id="b", name="app.nap", started=NOW - 100)]
+
+
+def test_a_task_past_its_limit_is_stuck_and_one_under_it_is_not() -> None:
+    """Per name in task_limits, else task_time_limit: past it, task_stuck on its unit."""
+    tasks = (ActiveTask(node=N1, id="a", name="app.nap", started=NOW - 50),
+             ActiveTask(node=N1, id="b", name="app.report", started=NOW - 50))
+    limits = Thresholds(task_time_limit=3600, task_limits={"app.nap": 30})
+    [finding] = task_stuck.detect(snap(celery=CeleryState(replied=(N1,), tasks=tasks),
+                                       thresholds=limits))
+    assert (finding.scenario, finding.unit, finding.severity) == (
+        Scenario.TASK_STUCK, W1, Severity.HIGH)
+    assert finding.evidence == {"task": "app.nap", "task_id": "a", "node": N1,
+                                "running_s": 50.0, "limit_s": 30}
+    assert task_stuck.detect(snap(celery=CeleryState(replied=(N1,), tasks=tasks))) == []
