@@ -306,7 +306,7 @@ class Pipeline:
             state.outbox[where:where + 1] = [kept] if kept else []
             if outcome == Outcome.DELIVERED:
                 self.store.save(state)
-            else:
+            elif kept is not None:  # its receiver failed: the others of its tier wait too
                 failed.add(tier)
             key = key_of(notice)
             reports.append(ActionReport(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 MULTI = "celery.service"
+OPTIONAL = {"database_unreachable", "critical_task_stalled"}  # not set up: no [database], [tasks]
 
 
 def config(stack: CeleryStack, unit: str, name: str) -> Path:
@@ -70,9 +71,10 @@ def test_a_multi_unit_is_discovered_and_its_healthy_stack_is_ok(
     path = config(stack, MULTI, "healthy")
     code, seen = diagnosis(path)
     assert (code, seen["status"], seen["findings"], seen["unknown"]) == (0, "OK", [], {})
-    assert set(seen["unwatched"]) == {"database_unreachable"}
+    assert set(seen["unwatched"]) == OPTIONAL
     text = healer(path, "diagnose").stdout.splitlines()
-    assert text[0] == "healer diagnose: OK (not watching: database_unreachable)"
+    assert text[0] == ("healer diagnose: OK "
+                       "(not watching: database_unreachable, critical_task_stalled)")
 
 
 def test_task_failures_are_found_in_the_discovered_log(
@@ -147,7 +149,7 @@ def test_a_template_instance_is_discovered_and_healed(shapes: CeleryStack) -> No
     """``celery@w1.service``: its node ``w1@%h`` is found, and a SIGSTOP of it healed."""
     unit = "celery@w1.service"
     path, node, seen = instance(shapes, unit)
-    assert set(seen["unwatched"]) == {"database_unreachable"}  # its log: append:log/%i.log
+    assert set(seen["unwatched"]) == OPTIONAL  # its log: append:log/%i.log
     os.kill(shapes.main_pid(unit), signal.SIGSTOP)
     report = json.loads(healer(path, "run-once", "--json").stdout)
     assert [(f["scenario"], f["evidence"]["node"]) for f in report["findings"]] == [
@@ -168,6 +170,6 @@ def test_a_worker_that_logs_nowhere_says_task_failures_are_unwatched(
     text = healer(path, "diagnose").stdout
     assert f"NOT WATCHED task_failures: no worker log found for {unit}" in text
     said = healer(path, "run-once").stdout.splitlines()
-    assert said[0] == ("healthy: nothing found "
-                       "(not watching: task_failures, database_unreachable)")
+    assert said[0] == ("healthy: nothing found (not watching: task_failures, "
+                       "database_unreachable, critical_task_stalled)")
     assert said[1].startswith("not watched: task_failures: no worker log found for")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from healer.cli import main
 from healer.config import EscalationConfig, TierConfig
-from tests.unit.harness import W1, Harness, crashed, restart_rule, world
+from tests.unit.harness import W1, W2, Harness, crashed, restart_rule, world
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -151,3 +151,14 @@ def test_an_incident_escalated_and_healed_in_one_pass_sends_its_trigger_then_its
     report = harness.run()
     assert report.healthy
     assert said(harness) == [(0, "triggered"), (0, "resolved")]
+
+
+def test_without_a_webhook_every_escalation_is_audited_undelivered_at_once(
+        tmp_path: Path) -> None:
+    """No receiver configured: nothing to retry to, so none waits in the outbox."""
+    harness = Harness(world(W1, W2), tmp_path, notifier=None)
+    harness.fake.outcomes.update({W1: crashed, W2: crashed})
+    harness.run()
+    assert [(r["unit"], r["outcome"], r["error"]) for r in harness.audit("escalation")] == [
+        (unit, "undelivered", "no [escalation] webhook configured") for unit in (W1, W2)]
+    assert harness.store.load().outbox == []
