@@ -35,6 +35,7 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     if readings.beat_lines is not None:
         state.beat = beat_log = logs.beat_log(readings.beat_lines, state.beat, now)
     _cpu(state, readings.usage, now)
+    _tasks_due(state, readings, now, thresholds)
     _silence(state, readings, now)
     _running(state, readings, now)
     return Snapshot(
@@ -143,6 +144,20 @@ def _running(state: State, readings: Readings, now: float) -> None:
                 if at >= started}  # a restart ended whatever the run before was doing
         state.running[node.name] = logs.running(readings.node_lines.get(node.name, ()), kept,
                                                 now)
+
+
+def _tasks_due(state: State, readings: Readings, now: float, thresholds: Thresholds) -> None:
+    """When to ask the workers what they run next: when a task could first pass its limit.
+
+    A task seen running may pass its own at its start plus its limit; one that starts later
+    not before the shortest limit from now.
+    """
+    tasks = readings.celery.tasks if readings.celery else None
+    if tasks is None:
+        return
+    shortest = min([thresholds.task_time_limit, *thresholds.task_limits.values()])
+    state.tasks_due = min([now + shortest,
+                           *(t.started + thresholds.limit_of(t.name) for t in tasks)])
 
 
 def _cpu(state: State, usage: tuple[UnitUsage, ...], now: float) -> None:

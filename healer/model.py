@@ -121,12 +121,12 @@ class ActiveTask(Frozen):
 class CeleryState(Frozen):
     """What the workers said. ``replied`` is None when nobody could be asked (broker down).
 
-    ``tasks`` are the tasks the nodes that replied are running. ``processed`` and ``active``
-    (summed over nodes) are read only while there is a backlog.
+    ``tasks`` are the tasks the nodes that replied are running (None: not asked this look).
+    ``processed`` and ``active`` (summed over nodes) are read only while there is a backlog.
     """
 
     replied: tuple[str, ...] | None
-    tasks: tuple[ActiveTask, ...] = ()
+    tasks: tuple[ActiveTask, ...] | None = None
     processed: int | None = None
     active: int | None = None
 
@@ -284,6 +284,10 @@ class Thresholds(Frozen):
     stalled_after: float = 1800
     task_time_limit: float = 3600
     task_limits: dict[str, float] = {}  # by task name; else task_time_limit
+
+    def limit_of(self, task: str) -> float:
+        """How long a task of this name may run."""
+        return self.task_limits.get(task, self.task_time_limit)
 
 
 class Silence(Frozen):

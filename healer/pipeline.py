@@ -68,7 +68,8 @@ class Pipeline:
     def _look(self, state: State) -> Snapshot:
         """Probe once and fold what was seen into the state's history."""
         self._stale = False
-        readings = self.prober.observe(state.logs, state.journal_cursors)
+        readings = self.prober.observe(state.logs, state.journal_cursors,
+                                       tasks=state.tasks_due <= self.clock.time())
         return history.fold(state, readings, self.thresholds)
 
     def run_once(self, dry_run: bool = False) -> PassReport:

@@ -95,6 +95,7 @@ class State(BaseModel):
     lost: list[float] = Field(default_factory=list)
     retries: dict[str, tuple[str, int]] = Field(default_factory=dict)
     succeeded: dict[str, float] = Field(default_factory=dict)  # critical task: last success
+    tasks_due: float = 0.0  # when a running task may first pass its limit: ask again then
     tasks_since: float | None = None  # since when task outcomes are read at all
     beat: BeatLog = BeatLog()
     samples: list[Sample] = Field(default_factory=list)

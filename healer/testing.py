@@ -53,10 +53,12 @@ class FakeCelery:
     def __init__(self, *silent: str) -> None:
         self.silent = set(silent)
 
-    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:  # noqa: ARG002
-        """Every node replies but the silent ones."""
+    def ask(self, nodes: dict[str, str], backlog: bool,  # noqa: ARG002
+            tasks: bool = False) -> CeleryState:
+        """Every node replies but the silent ones; asked, they run no task."""
         return CeleryState(replied=tuple(sorted(
-            node for node, unit in nodes.items() if not self.silent & {node, unit})))
+            node for node, unit in nodes.items() if not self.silent & {node, unit})),
+            tasks=() if tasks else None)
 
 
 class RecordingNotifier:

@@ -62,8 +62,11 @@ def running(active: dict[str, Any], now: float, monotonic: float) -> Iterator[Ac
 class CeleryProbe(Protocol):
     """Asks the workers over the broker."""
 
-    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
-        """Which expected nodes (node -> unit) answer a ping; with a backlog, their task counts."""
+    def ask(self, nodes: dict[str, str], backlog: bool, tasks: bool = False) -> CeleryState:
+        """Which expected nodes (node -> unit) answer a ping, and more on request.
+
+        With ``tasks``, what they run; with a backlog, that and their task counts.
+        """
         ...
 
 
@@ -84,25 +87,28 @@ class ControlProbe:
             self._app.conf.broker_connection_timeout = self._timeout
         return self._app.control
 
-    def ask(self, nodes: dict[str, str], backlog: bool) -> CeleryState:
-        """Ping the expected nodes, read what those that answered run; with a backlog, stats."""
+    def ask(self, nodes: dict[str, str], backlog: bool, tasks: bool = False) -> CeleryState:
+        """Ping the expected nodes; with ``tasks`` or a backlog, ask what those that answered run.
+
+        With a backlog, their stats too.
+        """
         targets = sorted(nodes)
         if not targets:
             return CeleryState(replied=())
         control = self._control()
         replies = control.ping(destination=targets, timeout=self._timeout) or []
         replied = tuple(sorted(n for reply in replies for n in reply))
-        if not replied:
+        if not replied or not (tasks or backlog):
             return CeleryState(replied=replied)
         inspect = control.inspect(destination=list(replied), timeout=self._timeout,
                                   limit=len(replied))
         active = inspect.active() or {}
-        tasks = tuple(running(active, time.time(), time.monotonic()))
+        found = tuple(running(active, time.time(), time.monotonic()))
         if not backlog:
-            return CeleryState(replied=replied, tasks=tasks)
+            return CeleryState(replied=replied, tasks=found)
         stats = inspect.stats() or {}
         return CeleryState(
-            replied=replied, tasks=tasks,
+            replied=replied, tasks=found,
             processed=sum(sum(s.get("total", {}).values()) for s in stats.values()),
             active=sum(len(tasks) for tasks in active.values()),
         )

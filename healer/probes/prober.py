@@ -182,8 +182,12 @@ class Prober:
         return NodeState(name=name, unit=unit.name, pid=pid, pid_file=pid_file, written=written,
                          process=self.process_state(pid, group) if pid else None)
 
-    def observe(self, files: Mapping[str, LogCursor], journal: Mapping[str, str]) -> Readings:
-        """One look with every probe; ``files`` and ``journal`` say how far logs were read."""
+    def observe(self, files: Mapping[str, LogCursor], journal: Mapping[str, str],
+                tasks: bool = True) -> Readings:
+        """One look with every probe; ``files`` and ``journal`` say how far logs were read.
+
+        ``tasks``: whether to ask the workers what they run (a task may have passed its limit).
+        """
         config, now, errors = self.config, self.clock.time(), {}
         read = self.systemd.unit_state
         units = config.units
@@ -209,7 +213,8 @@ class Prober:
         celery = None
         if self.celery is not None and broker is not None and broker.reachable:
             celery_probe, asked = self.celery, {n.name: n.unit for n in nodes}
-            celery = guarded("celery", lambda: celery_probe.ask(asked, backlog=depth > 0))
+            celery = guarded("celery", lambda: celery_probe.ask(asked, backlog=depth > 0,
+                                                                tasks=tasks))
         worker_log = guarded("worker_log", partial(
             self._worker_logs, workers, found, by_unit, files, journal))
         beat_log = guarded("beat_log", partial(self._beat_log, beat, files, journal))

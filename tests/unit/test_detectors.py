@@ -815,3 +815,20 @@ def test_a_task_past_its_limit_is_stuck_and_one_under_it_is_not() -> None:
     assert finding.evidence == {"task": "app.nap", "task_id": "a", "node": N1,
                                 "running_s": 50.0, "limit_s": 30}
     assert task_stuck.detect(snap(celery=CeleryState(replied=(N1,), tasks=tasks))) == []
+
+
+def test_the_workers_are_asked_what_they_run_only_when_a_task_may_pass_its_limit() -> None:
+    """After asking: again at the first start plus limit of a task seen, else a limit from now."""
+    limits = Thresholds(task_time_limit=3600, task_limits={"app.nap": 30})
+    state = State()
+    seen = CeleryState(replied=(N1,), tasks=(
+        ActiveTask(node=N1, id="a", name="app.nap", started=NOW - 10),))
+    history.fold(state, Readings(taken_at=NOW, workers=(worker(W1),), celery=seen), limits)
+    assert state.tasks_due == NOW + 20
+    idle = CeleryState(replied=(N1,), tasks=())
+    history.fold(state, Readings(taken_at=NOW, workers=(worker(W1),), celery=idle), limits)
+    assert state.tasks_due == NOW + 30
+    unasked = CeleryState(replied=(N1,))
+    history.fold(state, Readings(taken_at=NOW + 5, workers=(worker(W1),), celery=unasked),
+                 limits)
+    assert state.tasks_due == NOW + 30
