@@ -89,8 +89,10 @@ class Escalator:
         kept = None
         if error is None:
             outcome = Outcome.DELIVERED
-        elif now - notice.queued >= self._expire_after or self._notifier is None:
-            outcome = Outcome.EXPIRED if self._notifier is not None else Outcome.UNDELIVERED
+        elif self._notifier is None:  # nowhere to try again
+            outcome = Outcome.UNDELIVERED
+        elif now - notice.queued >= self._expire_after:
+            outcome = Outcome.EXPIRED
         else:
             outcome = Outcome.UNDELIVERED
             kept = notice.model_copy(update={
