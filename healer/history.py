@@ -41,7 +41,7 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     return Snapshot(
         **{name: getattr(readings, name) for name in Observed.model_fields},
         silence=dict(state.silence),
-        running={node: len(tasks) for node, tasks in state.running.items() if tasks},
+        running={node: min(tasks.values()) for node, tasks in state.running.items() if tasks},
         samples=tuple(state.samples),
         cpu={unit: tuple(samples) for unit, samples in state.cpu.items()},
         worker_log=worker_log, beat_log=beat_log, last_success=last_success,

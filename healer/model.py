@@ -309,7 +309,7 @@ class Snapshot(Observed):
     """What a look saw, with the history that spans passes; detectors read only this."""
 
     silence: dict[str, Silence] = {}  # by node
-    running: dict[str, int] = {}  # tasks each node logged as received and not ended
+    running: dict[str, float] = {}  # since when each node logged a task received, not ended
     samples: tuple[Sample, ...] = ()
     cpu: dict[str, tuple[CpuSample, ...]] = {}
     worker_log: WorkerLog | None = None

@@ -5,8 +5,9 @@ is down says nothing about the worker. Proof is acted on at once: the main proce
 (state ``T``, a SIGSTOP) or a zombie. Silence alone is not proof: a solo pool busy in a task
 answers neither ping nor heartbeat. It must last ``silence_window`` seconds since the node's
 last sign of life (a ping answered, an event heard) over at least ``silence_probes`` looks,
-and is held while the worker is busy: a task its log shows received and not ended, or task
-events show started and not finished (a solo pool's task events come only after the task).
+and is held while the worker is busy: a task its log shows received and not ended (for no
+longer than any task may run: past the longest limit it is stuck, not busy), or task events
+show started and not finished (a solo pool's task events come only after the task).
 A unit that started less than ``startup_grace`` ago is still booting, until its node has
 answered once. A node whose process is gone is worker_down's. One finding per unit names
 its stuck nodes.
@@ -38,7 +39,9 @@ def _why(unit: UnitState, node: NodeState, snapshot: Snapshot
     limits = snapshot.thresholds
     if track is None or (not track.answered and up_for(unit, snapshot) < limits.startup_grace):
         return None
-    busy = snapshot.running.get(node.name, 0) or (
+    longest = max([limits.task_time_limit, *limits.task_limits.values()])
+    since = snapshot.running.get(node.name)
+    busy = (since is not None and snapshot.taken_at - since <= longest) or (
         snapshot.signals.busy.get(node.name, 0) if snapshot.signals else 0)
     silent_for = snapshot.taken_at - track.last_life
     if busy or silent_for < limits.silence_window or track.looks < limits.silence_probes:

@@ -696,9 +696,19 @@ def test_a_worker_busy_by_its_log_is_not_unresponsive() -> None:
     readings = Readings(taken_at=NOW, workers=(worker(W1),), nodes=nodes(worker(W1)),
                         celery=celery(()), node_lines={N1: (RECEIVED,)})
     snapshot = history.fold(state, readings, Thresholds())
-    assert snapshot.running == {N1: 1}
+    assert snapshot.running == {N1: NOW - 10}  # the log's line is 10 s old
     busy = snapshot.model_copy(update={"silence": snap().silence})
     assert worker_unresponsive.detect(busy) == []
+
+
+def test_a_worker_busy_past_every_task_limit_is_stuck_not_busy() -> None:
+    """A task received longer ago than the longest limit no longer holds the silence."""
+    silent = snap(celery=celery(()), running={N1: NOW - 700},
+                  thresholds=Thresholds(task_time_limit=300, task_limits={"app.long": 600}))
+    [finding] = worker_unresponsive.detect(silent)
+    assert (finding.unit, finding.evidence["silent_looks"]) == (W1, 5)
+    held = silent.model_copy(update={"thresholds": Thresholds(task_time_limit=800)})
+    assert worker_unresponsive.detect(held) == []
 
 
 def test_a_restart_ends_what_the_run_before_was_running() -> None:
