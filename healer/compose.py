@@ -76,7 +76,8 @@ def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None)
     tiers = Tiers(tuple(Webhook(t.webhook, t.format, t.routing_key, hook.timeout, hook.attempts,
                                 clock.sleep) for t in hook.all_tiers()))
     return World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
-                 celery=ControlProbe(config.celery.broker_url, config.celery.ping_timeout),
+                 celery=ControlProbe(config.celery.broker_url, config.celery.ping_timeout,
+                                     clock),
                  notifier=tiers if tiers.webhooks else None, clock=clock, events=events)
 
 

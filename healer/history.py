@@ -8,7 +8,7 @@ pipeline calls ``fold`` after every look.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from healer.model import CpuSample, Observed, Sample, Silence, Snapshot, WorkerLog
 from healer.probes import logs
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from healer.model import Readings, Thresholds, UnitUsage
     from healer.state import State
 
+V = TypeVar("V")
 MAX_SAMPLES = 20
 MAX_RETRY_IDS = 500
 
@@ -96,6 +97,13 @@ def _worker_log(state: State, readings: Readings, now: float, thresholds: Thresh
     return WorkerLog(failures=failures, retry_loops=loops, lost=len(state.lost))
 
 
+def _forget_unexpected(by_node: dict[str, V], readings: Readings) -> None:
+    """Drop what is kept of the nodes this look no longer expects."""
+    expected = {n.name for n in readings.nodes}
+    for name in [n for n in by_node if n not in expected]:
+        del by_node[name]
+
+
 def _silence(state: State, readings: Readings, now: float) -> None:
     """Each asked node's silence: since its last sign of life, over how many looks.
 
@@ -108,10 +116,8 @@ def _silence(state: State, readings: Readings, now: float) -> None:
     if celery is None or celery.replied is None:
         return
     heard = signals.heard if signals else {}
+    _forget_unexpected(state.silence, readings)
     units = {u.name: u for u in readings.workers}
-    expected = {n.name for n in readings.nodes}
-    for name in [n for n in state.silence if n not in expected]:
-        del state.silence[name]
     for node in readings.nodes:
         unit = units[node.unit]
         if unit.active_state != ActiveState.ACTIVE or node.gone:
@@ -131,10 +137,8 @@ def _silence(state: State, readings: Readings, now: float) -> None:
 
 def _running(state: State, readings: Readings, now: float) -> None:
     """The tasks each node logged as received and not ended, in its unit's current run only."""
+    _forget_unexpected(state.running, readings)
     units = {u.name: u for u in readings.workers}
-    expected = {n.name for n in readings.nodes}
-    for name in [n for n in state.running if n not in expected]:
-        del state.running[name]
     for node in readings.nodes:
         if node.name not in readings.node_lines and node.name not in state.running:
             continue
@@ -155,7 +159,7 @@ def _tasks_due(state: State, readings: Readings, now: float, thresholds: Thresho
     tasks = readings.celery.tasks if readings.celery else None
     if tasks is None:
         return
-    shortest = min([thresholds.task_time_limit, *thresholds.task_limits.values()])
+    shortest = thresholds.task_limit_range[0]
     state.tasks_due = min([now + shortest,
                            *(t.started + thresholds.limit_of(t.name) for t in tasks)])
 

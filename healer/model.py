@@ -289,6 +289,12 @@ class Thresholds(Frozen):
         """How long a task of this name may run."""
         return self.task_limits.get(task, self.task_time_limit)
 
+    @property
+    def task_limit_range(self) -> tuple[float, float]:
+        """The shortest and the longest time any task may run."""
+        limits = [self.task_time_limit, *self.task_limits.values()]
+        return min(limits), max(limits)
+
 
 class Silence(Frozen):
     """How long a worker's node has been silent, over how many looks, in its current run.

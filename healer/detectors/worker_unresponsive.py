@@ -39,7 +39,7 @@ def _why(unit: UnitState, node: NodeState, snapshot: Snapshot
     limits = snapshot.thresholds
     if track is None or (not track.answered and up_for(unit, snapshot) < limits.startup_grace):
         return None
-    longest = max([limits.task_time_limit, *limits.task_limits.values()])
+    longest = limits.task_limit_range[1]
     since = snapshot.running.get(node.name)
     busy = (since is not None and snapshot.taken_at - since <= longest) or (
         snapshot.signals.busy.get(node.name, 0) if snapshot.signals else 0)

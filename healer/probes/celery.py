@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import socket
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from healer.model import ActiveTask, CeleryState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from healer.clock import Clock
 
 _HOSTNAME_FLAGS = ("-n", "--hostname")
 
@@ -73,9 +74,10 @@ class CeleryProbe(Protocol):
 class ControlProbe:
     """The control API over a bare app; the app is made on first use."""
 
-    def __init__(self, broker_url: str, timeout: float) -> None:
+    def __init__(self, broker_url: str, timeout: float, clock: Clock) -> None:
         self._url = broker_url
         self._timeout = timeout
+        self._clock = clock
         self._app: Any = None
 
     def _control(self) -> Any:  # noqa: ANN401 - Celery is untyped
@@ -103,7 +105,7 @@ class ControlProbe:
         inspect = control.inspect(destination=list(replied), timeout=self._timeout,
                                   limit=len(replied))
         active = inspect.active() or {}
-        found = tuple(running(active, time.time(), time.monotonic()))
+        found = tuple(running(active, self._clock.time(), self._clock.monotonic()))
         if not backlog:
             return CeleryState(replied=replied, tasks=found)
         stats = inspect.stats() or {}

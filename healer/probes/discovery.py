@@ -252,9 +252,10 @@ def discover(state: UnitState, host: str | None = None) -> Layout:
     workdir = _workdir(words, state.working_directory)
     logfile = _option(words, "--logfile", "-f")
     nodes: list[Node] = []
-    if "multi" in words and words[words.index("multi") + 1:][:1] in (["start"], ["restart"]):
+    at = words.index("multi") + 1 if "multi" in words else len(words)
+    if words[at:at + 1] in (["start"], ["restart"]):
         try:
-            nodes = _multi(words[words.index("multi") + 2:])
+            nodes = _multi(words[at + 1:])
         except Exception as exc:  # Celery's parser, on whatever line a unit holds
             gaps.append(f"cannot parse the celery multi line of {unit}: {exc}")
     elif (name := node_name(tuple(words), host or socket.gethostname())) is not None:

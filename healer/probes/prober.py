@@ -12,7 +12,7 @@ probe error: the scenarios it alone would show are named in ``unwatched``, with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -59,6 +59,15 @@ class LogRead:
         return LogRead(self.lines + other.lines, self.read or other.read,
                        self.files | other.files, self.journal | other.journal,
                        self.by_node | other.by_node, self.unread | other.unread)
+
+    def of(self, node: str | None) -> LogRead:
+        """These lines as one node's (None: the source does not tell its nodes apart)."""
+        return self if node is None else replace(self, by_node={node: self.lines})
+
+
+def _single(nodes: list[str] | None) -> str | None:
+    """The node of a source whose lines are all one node's (None: several, or none)."""
+    return nodes[0] if nodes and len(nodes) == 1 else None
 
 
 def nodes_of(workers: tuple[UnitState, ...], layouts: Mapping[str, Layout],
@@ -111,19 +120,17 @@ class Prober:
             read = LogRead()
             for unit in units:
                 got, after = self._journal(unit, journal)
-                single = {nodes[unit][0]: tuple(got)} if len(nodes.get(unit, ())) == 1 else {}
-                read += LogRead(tuple(got), read=True, journal=after, by_node=single)
+                read += LogRead(tuple(got), read=True, journal=after).of(_single(nodes.get(unit)))
             return read
         new, cursors = self._files([Path(source)], files)
         every = [n for unit in units for n in nodes.get(unit, ())]
-        return LogRead(tuple(new), read=True, files=cursors, by_node={every[0]: tuple(new)}
-                       if len(every) == 1 else {})
+        return LogRead(tuple(new), read=True, files=cursors).of(_single(every))
 
     def _found_log(self, layout: Layout, nodes: list[str], files: Mapping[str, LogCursor],
                    journal: Mapping[str, str]) -> LogRead:
         """The log discovered for one unit; what cannot be read is said in ``unread``."""
         unit = layout.unit
-        single = nodes[0] if len(nodes) == 1 else None
+        single = _single(nodes)
         if layout.log is None:
             why = [*layout.gaps, layout.no_log] if layout.no_log else list(layout.gaps)
             return LogRead(unread={unit: "; ".join(why) or "none found"})
@@ -142,9 +149,7 @@ class Prober:
             except ProbeError as exc:
                 read += LogRead(unread={unit: str(exc)})
                 continue
-            read += got if node is None else LogRead(
-                got.lines, read=True, files=got.files, journal=got.journal,
-                by_node={node: got.lines})
+            read += got.of(node)
         return read
 
     def _worker_logs(self, workers: tuple[UnitState, ...], found: Mapping[str, Layout],
@@ -223,7 +228,7 @@ class Prober:
             if db.host and db.port else None
         usage = tuple(m for u in workers if (m := guarded("usage", partial(
             unit_usage, u, [n.pid for n in nodes if n.unit == u.name and n.process]))))
-        read_logs = [r for r in (worker_log, beat_log) if r is not None]
+        logged = sum((r for r in (worker_log, beat_log) if r is not None), LogRead())
         listening = self.events is not None and config.celery.task_events
         return Readings(
             taken_at=now, workers=workers, beat=beat,
@@ -234,8 +239,7 @@ class Prober:
             beat_lines=beat_log.lines if beat_log and beat_log.read else None,
             task_events=tuple(self.events.drain()) if self.events and listening else None,
             signals=self.events.signals() if self.events else None,
-            log_cursors={k: v for r in read_logs for k, v in r.files.items()},
-            journal_cursors={k: v for r in read_logs for k, v in r.journal.items()},
+            log_cursors=logged.files, journal_cursors=logged.journal,
             database=database, probe_errors=errors,
             unwatched=coverage.unwatched(config, coverage.Seen(
                 workers, beat, found, by_unit, usage, errors,
