@@ -3,7 +3,9 @@
 Runbook scenario 5 (memory/resource issues). High when the kernel or systemd killed for memory
 (Result=oom-kill, a pool process lost to SIGKILL / WorkerLostError in the log); medium when a
 worker's memory is over the limit or its CPU stayed above ``cpu_percent`` (of one core) on
-average over the last ``cpu_sustained`` seconds.
+average over the last ``cpu_sustained`` seconds. A worker that is not running is judged only
+when the OOM killer stopped it: pool processes lost while an operator stopped it are no
+reason to start it again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def detect(snapshot: Snapshot) -> list[Finding]:
     lost = snapshot.worker_log.lost if snapshot.worker_log else 0
     findings = []
     for unit in snapshot.workers:
+        if not unit.is_active and unit.result != "oom-kill":
+            continue  # down for another reason (an operator's stop, say): worker_down's alone
         memory = used.get(unit.name)
         cpu = sustained_cpu(snapshot.cpu.get(unit.name, ()), snapshot.taken_at, thresholds)
         killed = unit.result == "oom-kill" or lost > 0

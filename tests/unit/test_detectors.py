@@ -392,6 +392,12 @@ def test_memory_oom_kill_is_high() -> None:
     assert [(f.unit, f.severity) for f in findings] == [(W1, Severity.HIGH)]
 
 
+def test_a_stopped_worker_is_not_memory_pressure_for_processes_lost_in_its_stop() -> None:
+    """Stopped cleanly (as by an operator) with lost pool processes in its log: no finding."""
+    stopped = worker(W1, "inactive", "success")
+    assert memory_pressure.detect(snap(workers=(stopped,), worker_log=WorkerLog(lost=4))) == []
+
+
 def test_memory_lost_processes_is_high() -> None:
     """Pool processes lost to SIGKILL in the worker log make a high finding."""
     findings = memory_pressure.detect(snap(worker_log=WorkerLog(lost=2)))
