@@ -11,6 +11,10 @@ and opens the target's breaker.
 
 A pass looks at the world once before acting, and again only after a step that may have
 changed it (a healed broker: the rest is judged afresh; any step that acted: the final state).
+While a worker's or beat's step verifies, the units are read at every poll, and one that
+changed is judged at once (``_meanwhile``): a second crash does not wait for the first
+window to end. The broker first and the storm guard still apply, over what is being acted on
+too; while the broker's own step verifies, everything else waits.
 Every look is folded into the state's history here (``healer.history``); the guard, the
 executor and the escalator only answer, and the pass applies what they decided.
 """
@@ -18,6 +22,7 @@ executor and the escalator only answer, and the pass applies what they decided.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from healer import history
@@ -37,14 +42,31 @@ if TYPE_CHECKING:
     from healer.clock import Clock
     from healer.executor.executor import Executor
     from healer.guard.guard import Guard
-    from healer.model import Snapshot, Thresholds
+    from healer.model import Snapshot, Thresholds, UnitState
     from healer.notify.escalator import Escalator
     from healer.policy.engine import PolicyEngine
     from healer.policy.models import Rule, Step
     from healer.probes.prober import Prober
     from healer.state import StateStore
+    from healer.vocabulary import FindingKey
 
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
+
+
+def _mark(unit: UnitState) -> tuple[str, int]:
+    """What tells that a unit changed between two reads: its state and its process."""
+    return unit.active_state, unit.main_pid
+
+
+@dataclass
+class _Doing:
+    """What the pass in progress has taken on, kept for ``_meanwhile``."""
+
+    taken: set[FindingKey] = field(default_factory=set)  # decided in this pass
+    waiting: list[Finding] = field(default_factory=list)  # what waits behind the steps verifying
+    found: list[Finding] = field(default_factory=list)  # found while a step verified
+    reports: list[ActionReport] = field(default_factory=list)  # decided then
+    last: Snapshot | None = None  # the last look
 
 
 @dataclass
@@ -64,18 +86,21 @@ class Pipeline:
     broker_unit: str | None = None
     tiers: tuple[float, ...] = ()  # each escalation tier's ``after``
     _stale: bool = field(default=False, init=False)  # a step may have changed the world
+    _doing: _Doing = field(default_factory=_Doing, init=False)
 
     def _look(self, state: State) -> Snapshot:
         """Probe once and fold what was seen into the state's history."""
         self._stale = False
         readings = self.prober.observe(state.logs, state.journal_cursors,
                                        tasks=state.tasks_due <= self.clock.time())
-        return history.fold(state, readings, self.thresholds)
+        self._doing.last = history.fold(state, readings, self.thresholds)
+        return self._doing.last
 
     def run_once(self, dry_run: bool = False) -> PassReport:
         """One pass under the state lock. A dry run decides everything and changes nothing."""
         with self.store.locked():
             state = self.store.load()
+            self._doing = _Doing()
             snapshot = self._look(state)
             if not dry_run:
                 self._reconcile(state, snapshot)
@@ -83,6 +108,9 @@ class Pipeline:
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
             actions, latest, current = self._decide_all(state, snapshot, findings, dry_run)
+            actions += self._doing.reports
+            known = {f.key for f in findings}
+            findings += [f for f in self._doing.found if f.key not in known]
             final = self._look(state) if self._stale else latest
             remaining = detect(final) if final is not latest else current
             if not dry_run:
@@ -195,21 +223,27 @@ class Pipeline:
         Returns the reports, and the latest look with what was found in it.
         """
         reports: list[ActionReport] = []
-        for finding in findings:
+        for finding in self._fresh(state, findings):
             if finding.scenario == Scenario.BROKER_UNREACHABLE:
+                self._doing.taken.add(finding.key)
                 reports += self._remediate(state, finding, dry_run)
         if any(r.outcome == Outcome.HEALED for r in reports):
             snapshot = self._look(state)
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
-        rest = sorted((f for f in findings if f.scenario != Scenario.BROKER_UNREACHABLE),
+        rest = sorted((f for f in self._fresh(state, findings)
+                       if f.scenario != Scenario.BROKER_UNREACHABLE),
                       key=lambda f: _ORDER.index(f.scenario.value))
         broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
                           for f in findings)
-        storm = self.guard.storm(rest)
+        storm = self.guard.storm(rest, acting={s.unit for s in state.in_flight.values()})
         self._note_storm(state, storm, dry_run)
+        self._doing.waiting = rest
         for finding in rest:
+            if finding.key in self._doing.taken:  # decided while an earlier step verified
+                continue
+            self._doing.taken.add(finding.key)
             if storm:
                 reports.append(self._decide(state, finding, Outcome.STORM, f"storm guard: {storm}"
                                "; holding workers and beat", dry_run))
@@ -222,6 +256,34 @@ class Pipeline:
             else:
                 reports += self._remediate(state, finding, dry_run)
         return reports, snapshot, findings
+
+    def _fresh(self, state: State, findings: list[Finding]) -> list[Finding]:
+        """The findings not yet decided in this pass, on no unit a step is verifying."""
+        acting = {step.unit for step in state.in_flight.values()}
+        return [f for f in findings if f.key not in self._doing.taken and f.unit not in acting]
+
+    def _meanwhile(self, state: State) -> None:
+        """While a step verifies, decide what waits behind it, and what changed since the look.
+
+        A unit that changed is looked at again first. All is decided as the pass decides;
+        while the broker's step verifies, nothing is.
+        """
+        acting = {step.unit for step in state.in_flight.values()}
+        snapshot = self._doing.last
+        if self.broker_unit in acting or snapshot is None:
+            return
+        seen = {u.name: _mark(u) for u in (*snapshot.workers, snapshot.beat,
+                                           snapshot.broker_unit) if u is not None}
+        if any(seen.get(u.name) != _mark(u) for u in self.prober.units() if u.name not in acting):
+            snapshot = self._look(state)
+            findings = detect(snapshot)
+            fresh = self._fresh(state, findings)
+            for finding in fresh:
+                self._open_incident(state, finding, dry_run=False)
+            self._doing.found += fresh
+        elif not self._fresh(state, findings := self._doing.waiting):
+            return
+        self._doing.reports += self._decide_all(state, snapshot, findings, dry_run=False)[0]
 
     def _note_storm(self, state: State, storm: str | None, dry_run: bool) -> None:
         if dry_run or storm == state.storm:
@@ -401,7 +463,7 @@ class Pipeline:
                   "rule": rule, "action_id": action_id, "dry_run": False}
         self.audit.record(Event.ACTION_STARTED, incident.id, outcome=Outcome.STARTED, **fields)
         try:
-            done = self.executor.execute(step, unit)
+            done = self.executor.execute(step, unit, partial(self._meanwhile, state))
             outcome, detail = done.outcome, done.detail
             extra: dict[str, object] = {"evidence": done.evidence}
         except (ActionError, ProbeError) as exc:

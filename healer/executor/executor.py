@@ -53,11 +53,16 @@ class Executor:
     job_timeout: float = 90.0
     poll: float = 0.2
 
-    def execute(self, step: Step, unit: str) -> Verified:
-        """Run one step on one unit; raises ActionError when it cannot be carried out."""
+    def execute(self, step: Step, unit: str, meanwhile: Callable[[], None] = lambda: None
+                ) -> Verified:
+        """Run one step on one unit; raises ActionError when it cannot be carried out.
+
+        ``meanwhile`` is called while a worker's or beat's verify window runs (not while the
+        broker's does: the rest waits for the broker).
+        """
         if unit not in self.allowed_units:
             raise NotAllowed(f"{unit} is not in [units]; refusing to {step.action}")
-        actions: dict[str, Callable[[str, float], Verified]] = {
+        actions: dict[str, Callable[[str, float, Callable[[], None]], Verified]] = {
             "restart_unit": self._restart,
             "reset_failed": self._reset_failed,
             "daemon_reload": self._daemon_reload,
@@ -66,22 +71,23 @@ class Executor:
         }
         if step.action not in actions:
             raise ActionError(f"{step.action} is not an executor action")
-        return actions[step.action](unit, step.verify)
+        return actions[step.action](unit, step.verify, meanwhile)
 
     def _job(self, verb: JobVerb, unit: str) -> None:
         result = self.systemd.job(verb, unit, self.job_timeout)
         if result not in SUCCESSFUL_JOB_RESULTS:
             raise JobFailed(f"{verb} of {unit} ended with job result {result!r}", result)
 
-    def _restart(self, unit: str, verify: float) -> Verified:
+    def _restart(self, unit: str, verify: float, meanwhile: Callable[[], None]) -> Verified:
         if self.systemd.unit_state(unit).result == "start-limit-hit":
             # Only then does systemd refuse a restart; resetting otherwise would erase the
             # failure (Result) that tells a crash from an operator's stop if the restart fails.
             self.systemd.reset_failed(unit)
         self._job("restart", unit)
-        return settle(self.systemd, unit, verify, self.clock, self.poll)
+        return settle(self.systemd, unit, verify, self.clock, self.poll, meanwhile)
 
-    def _reset_failed(self, unit: str, verify: float) -> Verified:  # noqa: ARG002
+    def _reset_failed(self, unit: str, _verify: float, _meanwhile: Callable[[], None]
+                      ) -> Verified:
         self.systemd.reset_failed(unit)
         state = self.systemd.unit_state(unit)
         if state.active_state == ActiveState.ACTIVE:
@@ -89,21 +95,23 @@ class Executor:
         return Verified(Outcome.NOT_HEALED, f"{unit} reset (now {state.active_state}); it still "
                         "needs starting", {"active_state": state.active_state})
 
-    def _daemon_reload(self, unit: str, verify: float) -> Verified:
+    def _daemon_reload(self, unit: str, verify: float, meanwhile: Callable[[], None]
+                       ) -> Verified:
         self.systemd.reload()
-        outcome = self._restart(unit, verify)
+        outcome = self._restart(unit, verify, meanwhile)
         return Verified(outcome.outcome, f"daemon-reload, then {outcome.detail}", outcome.evidence)
 
     def _wait(self, check: Callable[[], bool], seconds: float) -> bool:
         return until(lambda: check() or None, seconds, self.clock, self.poll) is not None
 
-    def _restart_broker(self, unit: str, verify: float) -> Verified:
+    def _restart_broker(self, unit: str, verify: float, _meanwhile: Callable[[], None]
+                        ) -> Verified:
         """Restart the broker, wait until it answers and running workers have reconnected.
 
         Workers still wrong afterwards are the pass's business: it re-probes and handles them
         under their own rules and the guard (an operator's stop or a pause still holds).
         """
-        outcome = self._restart(unit, verify)
+        outcome = self._restart(unit, verify, lambda: None)
         if not outcome.healed or self.checks is None:
             return outcome
         checks = self.checks
@@ -150,7 +158,8 @@ class Executor:
                 moved.append(str(backup))
         return moved
 
-    def _clear_beat_schedule(self, unit: str, verify: float) -> Verified:
+    def _clear_beat_schedule(self, unit: str, verify: float, meanwhile: Callable[[], None]
+                             ) -> Verified:
         """Stop beat, move every schedule file aside to a timestamped backup, start beat."""
         if self.schedule_file is None:
             raise ActionError("clear_beat_schedule needs [beat] schedule_file in the config")
@@ -164,7 +173,7 @@ class Executor:
             if self.systemd.unit_state(unit).active_state == ActiveState.FAILED:
                 self.systemd.reset_failed(unit)
             self._job("start", unit)
-        outcome = settle(self.systemd, unit, verify, self.clock, self.poll)
+        outcome = settle(self.systemd, unit, verify, self.clock, self.poll, meanwhile)
         return Verified(outcome.outcome,
                        f"schedule moved aside ({len(moved)} files), then {outcome.detail}",
                        {**outcome.evidence, "backups": ", ".join(moved) or None})

@@ -9,6 +9,8 @@ from healer.vocabulary import ActiveState, Outcome
 from healer.wait import until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from healer.clock import Clock
     from healer.model import EvidenceValue, UnitState
     from healer.systemd import Systemd
@@ -33,16 +35,20 @@ def _evidence(state: UnitState) -> dict[str, EvidenceValue]:
             "result": state.result, "main_pid": state.main_pid, "n_restarts": state.n_restarts}
 
 
-def settle(systemd: Systemd, unit: str, period: float, clock: Clock, poll: float) -> Verified:
+def settle(systemd: Systemd, unit: str, period: float, clock: Clock, poll: float,
+           meanwhile: Callable[[], None]) -> Verified:
     """Healed when the unit is active at the end of ``period`` with the same process throughout.
 
     Leaving ``active``, a new main PID or a rise in NRestarts once active means it crashed.
+    ``meanwhile`` is called before every read: other work that must not wait for this window.
+    A read it delays misses nothing: a crash in between leaves a new PID or NRestarts.
     """
     first: UnitState | None = None  # the first active state read: the process to keep
     last: UnitState | None = None
 
     def crashed() -> Verified | None:
         nonlocal first, last
+        meanwhile()  # first: what is read next is read after it
         state = last = systemd.unit_state(unit)
         if state.active_state == ActiveState.ACTIVE:
             first = first or state

@@ -16,6 +16,8 @@ from healer.guard import ratelimit
 from healer.vocabulary import Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from healer.config import GuardConfig
     from healer.model import Finding
     from healer.policy.models import Step
@@ -111,10 +113,14 @@ class Guard:
                       f"breaker open since incident {breaker.incident} ({breaker.reason}); "
                       f"held until `healer resume` or {left:.0f}s of cool-down")
 
-    def storm(self, findings: list[Finding]) -> str | None:
-        """Why this pass is a storm (too much unhealthy at once), or None."""
+    def storm(self, findings: list[Finding], acting: Iterable[str] = ()) -> str | None:
+        """Why this pass is a storm (too much unhealthy at once), or None.
+
+        ``acting``: the units whose steps are verifying now; they count as unhealthy.
+        """
         managed = self.allowed_units
         sick = {f.unit for f in findings if f.unit in managed and f.hold is None}
+        sick |= managed.intersection(acting)
         if len(sick) < self._config.storm_min_units:  # two units down on a small host is not
             return None                               # a storm
         share = len(sick) / len(managed) if managed else 0.0

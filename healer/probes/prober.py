@@ -187,6 +187,10 @@ class Prober:
         return NodeState(name=name, unit=unit.name, pid=pid, pid_file=pid_file, written=written,
                          process=self.process_state(pid, group) if pid else None)
 
+    def units(self) -> tuple[UnitState, ...]:
+        """Every unit in [units] as systemd has it now: the cheap look between looks."""
+        return tuple(self.systemd.unit_state(name) for name in self.config.units.all())
+
     def observe(self, files: Mapping[str, LogCursor], journal: Mapping[str, str],
                 tasks: bool = True) -> Readings:
         """One look with every probe; ``files`` and ``journal`` say how far logs were read.

@@ -6,6 +6,9 @@ guard and pause.
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -137,6 +140,33 @@ rules:
     assert [(r["action"], r["outcome"]) for r in events(stack, "action_finished")] == [
         ("reset_failed", "not_healed"), ("restart_unit", "healed")]
     assert stack.active(WORKER)
+
+
+def test_a_worker_killed_in_another_window_is_restarted_before_it_ends(stack: CeleryStack
+                                                                       ) -> None:
+    """A second worker killed in the first's 10 s verify window is restarted within it."""
+    second = "hiringdog-celery-2.service"
+    stack.add_worker(second, "worker2@sandbox")
+    config = with_policy(stack, """
+rules:
+  - name: restart
+    match: {scenario: worker_down}
+    ladder:
+      - {action: restart_unit, verify: 10s}
+""")
+    stack.kill(WORKER)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(healer, config, "run-once", "--json")
+        wait_until(lambda: stack.active(WORKER), 20, "the first restart")
+        stack.kill(second)
+        result = run.result()
+    at = {r["unit"]: datetime.fromisoformat(r["ts"]).timestamp()
+          for r in events(stack, "action_started")}
+    assert at[WORKER] < at[second] < at[WORKER] + 10
+    assert {r["unit"]: r["outcome"] for r in events(stack, "action_finished")} == {
+        WORKER: "healed", second: "healed"}
+    assert json.loads(result.stdout)["remaining"] == []
+    assert all(stack.active(unit) for unit in (WORKER, second))
 
 
 def test_storm_guard_holds_and_escalates(stack: CeleryStack) -> None:
