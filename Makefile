@@ -8,9 +8,9 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-# Headers to build dbus-python and PyGObject, the user bus, the services the sandbox runs, and
+# Headers to build dbus-python, the user bus, the services the sandbox runs, and
 # debootstrap for the system sandbox's Debian root.
-APT_PACKAGES := pkg-config libdbus-1-dev libglib2.0-dev libgirepository1.0-dev libcairo2-dev \
+APT_PACKAGES := pkg-config libdbus-1-dev libglib2.0-dev \
                 dbus dbus-user-session systemd util-linux redis-server rabbitmq-server \
                 debootstrap
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 SUITE = "bookworm"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libpam-systemd", "polkitd",  # polkitd needs libpam-systemd
-    "python3-venv", "gir1.2-glib-2.0", "libgirepository-1.0-1",  # healer's runtime (GLib, D-Bus)
+    "python3-venv", "libglib2.0-0", "libdbus-1-3",  # healer's runtime (dbus-python, its GLib loop)
     "redis-server",  # the broker of the deployment under management
 )
 # They would touch the host's console and kernel settings.

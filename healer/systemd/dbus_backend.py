@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import dbus
 import dbus.bus
 from dbus.mainloop.glib import DBusGMainLoop
-from gi.repository import GLib
 
 from healer.errors import (
     ACCESS_DENIED,
@@ -36,6 +36,12 @@ BUS_DRIVER = "org.freedesktop.DBus"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
 _PUMP_BATCH = 100
+# The signals arrive on GLib's default main context, which dbus-python's main loop uses.
+# One call of libglib (already loaded by dbus.mainloop.glib) turns it: PyGObject would cost
+# the agent 5 MiB for this alone.
+_GLIB = ctypes.CDLL("libglib-2.0.so.0")
+_GLIB.g_main_context_iteration.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_GLIB.g_main_context_iteration.restype = ctypes.c_int
 UNKNOWN = 2**64 - 1
 LOST = frozenset(f"org.freedesktop.DBus.Error.{name}"
                  for name in ("Disconnected", "NoReply", "NoServer", "ServiceUnknown"))
@@ -183,9 +189,8 @@ class DBusSystemd:
 
     def _pump(self) -> None:
         """Deliver the signals waiting, a bounded batch."""
-        context = GLib.MainContext.default()
         for _ in range(_PUMP_BATCH):
-            if not context.iteration(may_block=False):
+            if not _GLIB.g_main_context_iteration(None, 0):  # the default context, not blocking
                 break
 
     def changes(self) -> set[str] | None:
@@ -264,7 +269,7 @@ class DBusSystemd:
         )
 
     def job(self, verb: JobVerb, name: str, timeout: float) -> str:
-        """Queue the job, then pump GLib until its JobRemoved arrives or the deadline passes."""
+        """Queue the job, then turn GLib's loop until its JobRemoved arrives or time is up."""
         method = getattr(self._connected(), _JOB_METHODS[verb])
         try:
             job = str(method(name, "replace", timeout=self._call_timeout))
