@@ -1,4 +1,7 @@
-"""systemd over D-Bus with dbus-python: LoadUnit + GetAll to read, jobs awaited on JobRemoved."""
+"""systemd over D-Bus with dbus-python: LoadUnit + GetAll to read, jobs awaited on JobRemoved.
+
+A unit's object path is asked for once (LoadUnit); later reads are two GetAll calls on it.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ UNIT = "org.freedesktop.systemd1.Unit"
 SERVICE = "org.freedesktop.systemd1.Service"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 BUS_DRIVER = "org.freedesktop.DBus"
+UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 _JOB_METHODS = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}
 _PUMP_PAUSE = 0.005
 _PUMP_BATCH = 100
@@ -121,6 +125,7 @@ class DBusSystemd:
         self._address = bus_address(bus)
         self._finished: dict[str, str] = {}
         self._paths: dict[str, str] = {}  # object path -> unit name, for the units read
+        self._units: dict[str, str] = {}  # and back
         self._changed: set[str] = set()
         self._stale = False  # systemd left the bus (a re-exec): its subscription went with it
         self._missed = False  # a connection was lost since changes() last said so
@@ -211,14 +216,21 @@ class DBusSystemd:
         return changed
 
     def _properties(self, path: str, interface: str) -> dict[str, Any]:
-        obj = self._bus.get_object(SYSTEMD, path, introspect=False)
-        props: dict[str, Any] = obj.GetAll(
-            interface, dbus_interface=PROPERTIES, timeout=self._call_timeout
-        )
+        """GetAll, sent to systemd's bus name as it is (a proxy would ask the bus its owner)."""
+        props: dict[str, Any] = self._bus.call_blocking(
+            SYSTEMD, path, PROPERTIES, "GetAll", "s", (interface,), timeout=self._call_timeout)
         return props
 
+    def _load(self, manager: Any, name: str) -> str:  # noqa: ANN401 - dbus proxies are untyped
+        path = str(manager.LoadUnit(name, timeout=self._call_timeout))
+        self._paths[path], self._units[name] = name, path
+        return path
+
     def unit_state(self, name: str) -> UnitState:
-        """LoadUnit (not GetUnit: it fails for garbage-collected units), then GetAll.
+        """GetAll on the unit's path, which the first read asks LoadUnit for.
+
+        LoadUnit, not GetUnit: it fails for garbage-collected units; a path that systemd no
+        longer knows is loaded again.
 
         A read that finds a connection it had lost (systemd got another name on the bus, say)
         connects again and reads once more: reading twice changes nothing.
@@ -234,9 +246,14 @@ class DBusSystemd:
     def _read(self, name: str) -> UnitState:
         manager = self._connected()
         try:
-            path = str(manager.LoadUnit(name, timeout=self._call_timeout))
-            self._paths[path] = name
-            unit = self._properties(path, UNIT)
+            path = self._units.get(name) or self._load(manager, name)
+            try:
+                unit = self._properties(path, UNIT)
+            except dbus.exceptions.DBusException as exc:  # a unit read before, unloaded since
+                if exc.get_dbus_name() != UNKNOWN_OBJECT:
+                    raise
+                path = self._load(manager, name)
+                unit = self._properties(path, UNIT)
             service = self._properties(path, SERVICE) if name.endswith(".service") else {}
         except dbus.exceptions.DBusException as exc:
             error = self._failure(exc, f"reading {name}")

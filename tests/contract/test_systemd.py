@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,19 @@ def test_unit_state_of_a_unit_that_does_not_exist(bench: Bench) -> None:
     state = bench.systemd.unit_state(MISSING)
     assert (state.name, state.load_state, state.active_state, state.sub_state, state.main_pid) \
         == (MISSING, "not-found", "inactive", "dead", 0)
+
+
+def test_a_unit_read_before_reads_as_it_is_after_it_was_unloaded(bench: Bench) -> None:
+    """Read, stopped (systemd unloads a stopped unit nothing holds), read again: as it is now."""
+    name = bench.add("sleeps")
+    assert bench.systemd.job("start", name, 10) == "done"
+    assert settled(bench, name).active_state == "active"
+    assert bench.systemd.job("stop", name, 10) == "done"
+    time.sleep(0.5)  # the manager's garbage collection runs in between
+    state = bench.systemd.unit_state(name)
+    assert (state.load_state, state.active_state, state.argv) == ("loaded", "inactive", SLEEP)
+    assert bench.systemd.unit_state(MISSING).load_state == "not-found"
+    assert bench.systemd.unit_state(MISSING).load_state == "not-found"
 
 
 def test_unit_state_of_a_stopped_unit(bench: Bench) -> None:
