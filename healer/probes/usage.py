@@ -106,7 +106,7 @@ def _cpu(process: psutil.Process) -> float:
 def unit_usage(unit: UnitState, nodes: Sequence[int] = ()) -> UnitUsage | None:
     """None when the unit has no process and systemd accounts neither memory nor CPU.
 
-    Without a main process (``celery multi`` leaves none), the trees of its nodes' pids.
+    Without a main process (``celery multi`` leaves none), its nodes' pids stand in for it.
     """
     roots = [unit.main_pid] if unit.main_pid else list(nodes)
     tree = _processes(roots, unit.control_group) if roots and (
