@@ -186,6 +186,12 @@ class GuardConfig(Section):
 RUNBOOK_TIERS = (0.0, 1200.0, 2400.0)  # on-call at once, a senior after 20 min, the admin at 40
 
 
+def _check_key(fmt: str, routing_key: str | None) -> None:
+    """PagerDuty's Events API takes nothing without its integration key."""
+    if fmt == "pagerduty" and not routing_key:
+        raise ValueError("format pagerduty needs routing_key (the integration key)")
+
+
 class TierConfig(Section):
     """One tier of escalation: whom to notify, how long after the incident was escalated.
 
@@ -199,8 +205,7 @@ class TierConfig(Section):
 
     @model_validator(mode="after")
     def _pagerduty_needs_a_key(self) -> TierConfig:
-        if self.format == "pagerduty" and not self.routing_key:
-            raise ValueError("format pagerduty needs routing_key (the integration key)")
+        _check_key(self.format, self.routing_key)
         return self
 
 
@@ -224,8 +229,8 @@ class EscalationConfig(Section):
 
     @model_validator(mode="after")
     def _pagerduty_needs_a_key(self) -> EscalationConfig:
-        if self.webhook and self.format == "pagerduty" and not self.routing_key:
-            raise ValueError("format pagerduty needs routing_key (the integration key)")
+        if self.webhook:
+            _check_key(self.format, self.routing_key)
         if any(t.after is None for t in self.tiers[len(RUNBOOK_TIERS) - bool(self.webhook):]):
             raise ValueError(f"tiers: after is required from tier {len(RUNBOOK_TIERS) + 1} on "
                              "(the runbook names three)")

@@ -245,6 +245,11 @@ class Observed(Frozen):
     probe_errors: dict[str, str] = {}
     unwatched: dict[str, str] = {}
 
+    @property
+    def units(self) -> tuple[UnitState, ...]:
+        """Every unit read: the workers, beat and the broker's."""
+        return tuple(u for u in (*self.workers, self.beat, self.broker_unit) if u is not None)
+
     def nodes_of(self, unit: str) -> list[NodeState]:
         """The nodes a worker unit runs."""
         return [n for n in self.nodes if n.unit == unit]

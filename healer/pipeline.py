@@ -169,8 +169,7 @@ class Pipeline:
             events = self.audit.events_of(action_id)
             if Event.ACTION_STARTED in events and \
                     not events & {Event.ACTION_FINISHED, Event.ACTION_INTERRUPTED}:
-                seen = next((u for u in (*snapshot.workers, snapshot.beat, snapshot.broker_unit)
-                             if u is not None and u.name == step.unit), None)
+                seen = next((u for u in snapshot.units if u.name == step.unit), None)
                 now = f"{seen.active_state} ({seen.sub_state})" if seen else "not seen"
                 self.audit.record(
                     Event.ACTION_INTERRUPTED, step.incident, outcome=Outcome.INTERRUPTED,
@@ -237,7 +236,7 @@ class Pipeline:
                       key=lambda f: _ORDER.index(f.scenario.value))
         broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
                           for f in findings)
-        storm = self.guard.storm(rest, acting={s.unit for s in state.in_flight.values()})
+        storm = self.guard.storm(rest, acting=state.acting)
         self._note_storm(state, storm, dry_run)
         self._doing.waiting = rest
         for finding in rest:
@@ -259,7 +258,7 @@ class Pipeline:
 
     def _fresh(self, state: State, findings: list[Finding]) -> list[Finding]:
         """The findings not yet decided in this pass, on no unit a step is verifying."""
-        acting = {step.unit for step in state.in_flight.values()}
+        acting = state.acting
         return [f for f in findings if f.key not in self._doing.taken and f.unit not in acting]
 
     def _meanwhile(self, state: State) -> None:
@@ -268,12 +267,11 @@ class Pipeline:
         A unit that changed is looked at again first. All is decided as the pass decides;
         while the broker's step verifies, nothing is.
         """
-        acting = {step.unit for step in state.in_flight.values()}
+        acting = state.acting
         snapshot = self._doing.last
         if self.broker_unit in acting or snapshot is None:
             return
-        seen = {u.name: _mark(u) for u in (*snapshot.workers, snapshot.beat,
-                                           snapshot.broker_unit) if u is not None}
+        seen = {u.name: _mark(u) for u in snapshot.units}
         if any(seen.get(u.name) != _mark(u) for u in self.prober.units() if u.name not in acting):
             snapshot = self._look(state)
             findings = detect(snapshot)

@@ -109,6 +109,11 @@ class State(BaseModel):
     in_flight: dict[str, InFlight] = Field(default_factory=dict)  # by action id
     outbox: list[Notice] = Field(default_factory=list)  # notifications not yet delivered
 
+    @property
+    def acting(self) -> set[str]:
+        """The units a step is in flight on."""
+        return {step.unit for step in self.in_flight.values()}
+
     def record_attempt(self, attempt: Attempt) -> None:
         """Count one attempt of a step, in its "N within M" window and in the budget's."""
         self.actions[attempt.key], self.spent = attempt.times, attempt.spent

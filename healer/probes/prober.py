@@ -251,4 +251,3 @@ class Prober:
                 worker_log.unread if worker_log else {}, beat_log.unread if beat_log else {},
                 listening)),
         )
-
