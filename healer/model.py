@@ -208,7 +208,7 @@ class NodeState(Frozen):
     A node of ``celery worker`` is the unit's main process (``pid_file`` None); a node of
     ``celery multi`` has its pid in its pid file (``pid`` 0: no file, or no pid in it;
     ``written``: the file's mtime). ``process`` is the pid's /proc state letter (``T``
-    stopped, ``Z`` a zombie, ...), None when no such process runs in the unit's cgroup.
+    stopped, ...), None when no such process runs in the unit's cgroup (a zombie has exited).
     """
 
     name: str

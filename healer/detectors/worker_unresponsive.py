@@ -2,12 +2,13 @@
 
 Only judged when the workers could be asked (the broker answered): no reply while the broker
 is down says nothing about the worker. Proof is acted on at once: the main process is stopped
-(state ``T``, a SIGSTOP) or a zombie. Silence alone is not proof: a solo pool busy in a task
-answers neither ping nor heartbeat. It must last ``silence_window`` seconds since the node's
-last sign of life (a ping answered, an event heard) over at least ``silence_probes`` looks,
-and is held while the worker is busy: a task its log shows received and not ended (for no
-longer than any task may run: past the longest limit it is stuck, not busy), or task events
-show started and not finished (a solo pool's task events come only after the task).
+(state ``T``, a SIGSTOP). A zombie is not stuck but exited: worker_down's once systemd reaps it.
+Silence alone is not proof: a solo pool busy in a task answers neither ping nor heartbeat.
+It must last ``silence_window`` seconds since the node's last sign of life (a ping answered,
+an event heard) over at least ``silence_probes`` looks, and is held while the worker is busy:
+a task its log shows received and not ended (for no longer than any task may run: past the
+longest limit it is stuck, not busy), or task events show started and not finished (a solo
+pool's task events come only after the task).
 A unit that started less than ``startup_grace`` ago is still booting, until its node has
 answered once. A node whose process is gone is worker_down's. One finding per unit names
 its stuck nodes.

@@ -1,7 +1,9 @@
-"""A process's state letter from ``/proc/PID/stat``: ``T`` (stopped) or ``Z`` (zombie) is proof.
+"""A process's state letter from ``/proc/PID/stat``: ``T`` (stopped) is proof of a wedged node.
 
 A SIGSTOPped worker is ``active`` to systemd and silent to ping; only its process state tells
-it from a worker that is busy, at once. A node of ``celery multi`` has its pid in a pid file.
+it from a worker that is busy, at once. A zombie (``Z``) is not wedged but dead: it has exited
+and waits to be reaped, and a killed main process is one for the moment before systemd marks
+its unit failed. A node of ``celery multi`` has its pid in a pid file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 
 from healer import safefile
 
-STOPPED = frozenset({"T", "t", "Z"})  # stopped by a signal, stopped by a tracer, a zombie
+STOPPED = frozenset({"T", "t"})  # stopped by a signal, stopped by a tracer
+EXITED = "Z"  # a zombie
 MAX_STAT = 4096
 MAX_PID_FILE = 32
 MAX_PID = 2**22  # the kernel's pid_max at most
@@ -39,12 +42,13 @@ def in_cgroup(pid: int, group: str, proc: Path = Path("/proc")) -> bool:
 
 
 def node_state(pid: int, group: str = "") -> str | None:
-    """``state`` of a pid read from a pid file: None unless it runs in the unit's cgroup.
+    """``state`` of a node's pid: None unless it runs (a zombie does not) in the unit's cgroup.
 
     A pid file outlives a killed node, and its pid may be taken by another process since.
     """
     letter = state(pid)
-    return letter if letter is not None and (not group or in_cgroup(pid, group)) else None
+    runs = letter not in {None, EXITED}
+    return letter if runs and (not group or in_cgroup(pid, group)) else None
 
 
 def pid_file(path: Path) -> tuple[int, float | None]:
