@@ -1,11 +1,13 @@
 """Ask the workers, in process, through the broker: ping, what they run, with a backlog stats.
 
-A bare ``Celery(broker=...)`` is enough for the control API: healer never imports the
-application's code. ``ping(destination=...)`` returns as soon as every named node answered.
+Celery's control API is a kombu pidbox mailbox: healer speaks it with kombu directly, as
+``app.control`` would, and imports neither Celery nor the application's code. A broadcast
+returns as soon as every named node answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,6 +62,11 @@ def running(active: dict[str, Any], now: float, monotonic: float) -> Iterator[Ac
                              else float(start), pid=pid if isinstance(pid, int) else None)
 
 
+def by_node(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Replies (one ``{node: reply}`` each) as one mapping, as ``inspect`` returns them."""
+    return {node: reply for each in replies for node, reply in each.items()}
+
+
 class CeleryProbe(Protocol):
     """Asks the workers over the broker."""
 
@@ -72,22 +79,45 @@ class CeleryProbe(Protocol):
 
 
 class ControlProbe:
-    """The control API over a bare app; the app is made on first use."""
+    """Celery's control API over kombu; one connection, made on first use, kept between passes."""
 
     def __init__(self, broker_url: str, timeout: float, clock: Clock) -> None:
         self._url = broker_url
         self._timeout = timeout
         self._clock = clock
-        self._app: Any = None
+        self._mailbox: Any = None
+        self._connection: Any = None
 
-    def _control(self) -> Any:  # noqa: ANN401 - Celery is untyped
-        if self._app is None:
-            from celery import Celery  # noqa: PLC0415 - loaded only when a ping is due
+    def _bound(self) -> Any:  # noqa: ANN401 - kombu's Mailbox is untyped
+        """Celery's control mailbox, bound to the kept connection (both made on first use)."""
+        if self._connection is None:
+            from kombu import Connection  # noqa: PLC0415 - loaded only when a ping is due
+            from kombu.pidbox import Mailbox  # noqa: PLC0415
 
-            self._app = Celery(broker=self._url, set_as_current=False)
-            self._app.conf.broker_connection_retry = False
-            self._app.conf.broker_connection_timeout = self._timeout
-        return self._app.control
+            # app.control's: exchange celery.pidbox, json, short-lived exclusive reply queues
+            self._mailbox = Mailbox(
+                "celery", type="fanout", accept=["json"], serializer="json", queue_ttl=300.0,
+                reply_queue_ttl=300.0, queue_expires=10.0, reply_queue_expires=10.0,
+                queue_exclusive=True, queue_durable=False)
+            self._connection = Connection(self._url, connect_timeout=self._timeout)
+        return self._mailbox(self._connection)  # bound per call, as Celery does
+
+    def _call(self, command: str, arguments: dict[str, Any], destination: list[str]
+              ) -> list[dict[str, Any]]:
+        """The replies of the named nodes to a command, waiting for at most one from each."""
+        try:
+            replies: list[dict[str, Any]] | None = self._bound().call(
+                destination, command, arguments, timeout=self._timeout)
+        except Exception:
+            self._drop()
+            raise
+        return replies or []
+
+    def _drop(self) -> None:
+        """Forget the connection without talking to the broker: the next call makes a new one."""
+        connection, self._connection = self._connection, None
+        with contextlib.suppress(Exception):
+            connection.collect()
 
     def ask(self, nodes: dict[str, str], backlog: bool, tasks: bool = False) -> CeleryState:
         """Ping the expected nodes; with ``tasks`` or a backlog, ask what those that answered run.
@@ -97,18 +127,15 @@ class ControlProbe:
         targets = sorted(nodes)
         if not targets:
             return CeleryState(replied=())
-        control = self._control()
-        replies = control.ping(destination=targets, timeout=self._timeout) or []
+        replies = self._call("ping", {}, targets)
         replied = tuple(sorted(n for reply in replies for n in reply))
         if not replied or not (tasks or backlog):
             return CeleryState(replied=replied)
-        inspect = control.inspect(destination=list(replied), timeout=self._timeout,
-                                  limit=len(replied))
-        active = inspect.active() or {}
+        active = by_node(self._call("active", {"safe": None}, list(replied)))
         found = tuple(running(active, self._clock.time(), self._clock.monotonic()))
         if not backlog:
             return CeleryState(replied=replied, tasks=found)
-        stats = inspect.stats() or {}
+        stats = by_node(self._call("stats", {}, list(replied)))
         return CeleryState(
             replied=replied, tasks=found,
             processed=sum(sum(s.get("total", {}).values()) for s in stats.values()),
