@@ -7,12 +7,17 @@ with ``-E`` (or ``worker_send_task_events``) also publish task events: ``task-fa
 node busy (a solo pool in a task answers neither ping nor heartbeat). Events reach only a
 connected receiver, so only the agent (``healer run``) listens, in a thread; each pass drains
 the task events that arrived and reads the workers' signals. Task names come from the
-``task-received`` event of the same id.
+``task-received`` event of the same id. The receiver is Celery's ``EventReceiver`` rebuilt on
+kombu: a queue of its own on the ``celeryev`` exchange, JSON only; Celery is not imported.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
+import uuid
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +31,8 @@ MAX_NAMES = 10_000
 MAX_PENDING = 10_000
 MAX_NODES = 10_000
 RECONNECT = 2.0
+CONNECT_TIMEOUT = 4.0  # Celery's broker_connection_timeout
+WAKE = 1.0  # how often the receiver looks whether it was asked to stop
 _COUNTED = frozenset(TaskEventKind)
 _ENDS = ("task-succeeded", "task-failed", "task-rejected", "task-revoked", "task-retried")
 
@@ -42,7 +49,6 @@ class CeleryEvents:
         self._running: OrderedDict[str, str] = OrderedDict()  # task id -> node
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._receiver: Any = None
 
     def start(self) -> None:
         """Listen in a daemon thread until ``stop``."""
@@ -51,8 +57,6 @@ class CeleryEvents:
     def stop(self) -> None:
         """Ask the receiver to stop (it checks about once a second)."""
         self._stop.set()
-        if self._receiver is not None:
-            self._receiver.should_stop = True
 
     def drain(self) -> list[TaskEvent]:
         """Every task failure and retry since the last drain."""
@@ -110,20 +114,49 @@ class CeleryEvents:
         elif kind in _COUNTED:
             self._add(TaskEventKind(kind), event)
 
-    def _listen(self) -> None:
-        from celery import Celery  # noqa: PLC0415 - only the agent listens
+    def _receive(self, body: Any, _message: Any) -> None:  # noqa: ANN401 - kombu's callback
+        """A message of the event exchange: one event, or a list of them (workers batch)."""
+        for event in body if isinstance(body, list) else [body]:
+            if isinstance(event, dict):
+                self.receive(localized(event))
 
-        app = Celery(broker=self._url, set_as_current=False)
+    def _listen(self) -> None:
+        """Capture until stopped, again RECONNECT seconds after the broker went away."""
         while not self._stop.is_set():
-            if not self._capture(app):
+            if not self._capture():
                 self._stop.wait(RECONNECT)
 
-    def _capture(self, app: Any) -> bool:  # noqa: ANN401
+    def _capture(self) -> bool:
         """Receive until stopped; False when the broker went away (the pass reports it)."""
+        from kombu import Connection, Consumer, Exchange, Queue  # noqa: PLC0415 - agent only
+
         try:
-            with app.connection_for_read() as connection:
-                self._receiver = app.events.Receiver(connection, handlers={"*": self.receive})
-                self._receiver.capture(limit=None, timeout=None, wakeup=False)
+            with Connection(self._url, connect_timeout=CONNECT_TIMEOUT) as connection:
+                channel = connection.default_channel
+                # Celery's event exchange is a topic one, but fanout on Redis (celery#436).
+                fanout = connection.transport.driver_type == "redis"
+                exchange = Exchange("celeryev", type="fanout" if fanout else "topic")
+                queue = Queue(f"celeryev.{uuid.uuid4()}", exchange, routing_key="#",
+                              auto_delete=True, durable=False, exclusive=True,
+                              message_ttl=5.0, expires=60.0)
+                with Consumer(channel, [queue], callbacks=[self._receive], no_ack=True,
+                              accept=["json"], on_decode_error=_skip):
+                    while not self._stop.is_set():
+                        with contextlib.suppress(socket.timeout):
+                            connection.drain_events(timeout=WAKE)
         except Exception:
             return False
         return True
+
+
+def localized(event: dict[str, Any]) -> dict[str, Any]:
+    """The event, its timestamp moved from its sender's UTC offset to this host's (as Celery)."""
+    offset, stamp = event.get("utcoffset"), event.get("timestamp")
+    if isinstance(offset, int | float) and isinstance(stamp, int | float):
+        here = (time.altzone if time.localtime().tm_isdst else time.timezone) / 3600
+        event["timestamp"] = stamp - (offset - here) * 3600
+    return event
+
+
+def _skip(_message: Any, _error: Exception) -> None:  # noqa: ANN401 - kombu's callback
+    """A message that does not decode (not JSON) is skipped, as Celery's receiver skips it."""
