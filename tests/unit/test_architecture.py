@@ -105,6 +105,20 @@ def test_unit_tests_load_neither_the_sandbox_nor_celery() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_asking_the_workers_and_hearing_their_events_loads_no_celery() -> None:
+    """The control probe and the event listener, used over a broker, speak kombu alone."""
+    code = ("import sys\n"
+            "from healer.probes.celery import ControlProbe\n"
+            "from healer.testing import ManualClock\n"
+            "from tests.unit.test_events import received\n"
+            "ControlProbe('memory://', 0.1, ManualClock()).ask({'w1@host': 'w1'}, backlog=True)\n"
+            "received({'type': 'worker-heartbeat', 'hostname': 'w1@host'})\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "['kombu']"
+
+
 def test_the_wheel_holds_healer_alone(tmp_path: Path) -> None:
     """`pip wheel --no-deps .` packs healer and its data; no sandbox, tests or benchmarks."""
     source = tmp_path / "source"  # a copy: setuptools leaves build/ behind in what it builds
