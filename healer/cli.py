@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from healer import compose
+from healer import codec, compose
 from healer.clock import SystemClock
 from healer.config import DEFAULT_CONFIG, Config, load_config
 from healer.errors import ConfigError, HealerError, ProbeError
@@ -90,7 +90,7 @@ def cmd_policy_check(config: Config | None, args: argparse.Namespace) -> int:
 
 def cmd_policy_schema(_config: Config | None, args: argparse.Namespace) -> int:
     """Print the JSON schema of policy files."""
-    _show(args, json.dumps(PolicyFile.model_json_schema(), indent=2, sort_keys=True))
+    _show(args, json.dumps(codec.schema(PolicyFile), indent=2, sort_keys=True))
     return EXIT_OK
 
 
@@ -151,7 +151,7 @@ def cmd_diagnose(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         _show(args, {
             "status": NAGIOS[code],
-            "findings": [{**f.model_dump(mode="json"), "remedy": diagnosis.remedies[f.key]}
+            "findings": [{**codec.dump(f), "remedy": diagnosis.remedies[f.key]}
                          for f in diagnosis.findings],
             "unknown": diagnosis.probe_errors,
             "unwatched": diagnosis.unwatched,
@@ -323,7 +323,7 @@ def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     """One pass; exit 0 when healthy at the end, 1 when not."""
     report = _pipeline(config, args).run_once(dry_run=args.dry_run)
     if args.json:
-        _show(args, {**report.model_dump(mode="json"), "healthy": report.healthy})
+        _show(args, {**codec.dump(report), "healthy": report.healthy})
     else:
         _show(args, *_report_lines(report))
     return EXIT_OK if report.healthy else EXIT_UNHEALTHY

@@ -1,4 +1,4 @@
-"""The TOML configuration, validated with pydantic; every error names the file and the key.
+"""The TOML configuration, validated as it is read; every error names the file and the key.
 
 Relative paths are taken from the config file's folder.
 """
@@ -9,19 +9,14 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta, field
+from msgspec.structs import replace
 
-from healer import safefile
+from healer import codec, safefile
 from healer.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -38,41 +33,49 @@ LOOPBACK = (r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):"
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|mount|path)")
 
 
-def _unit_name(value: str) -> str:
-    if not _UNIT_NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a systemd unit name (e.g. celery.service)")
+def _text(value: object, most: int = 4096) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    if len(value) > most or any(c < " " for c in value):
+        raise ValueError(f"not a line of at most {most} characters")
     return value
 
 
-UnitName = Annotated[str, AfterValidator(_unit_name)]
+def _unit_name(value: object) -> str:
+    """A systemd unit name such as celery.service."""
+    if not _UNIT_NAME.fullmatch(text := _text(value)):
+        raise ValueError(f"{text!r} is not a systemd unit name (e.g. celery.service)")
+    return text
+
+
+JOURNAL = "journal"
+
+
+def _log_source(value: object) -> str:
+    """Where a log is read: "journal", or a file path."""
+    return JOURNAL if value == JOURNAL else str(codec.file_path(value))
+
 
 DAY = 86400.0
 
 
-def finite(most: float, least: float = 0, inclusive: bool = False) -> object:
-    """A finite number above ``least`` (or from it, ``inclusive``) up to ``most``."""
-    low = {"ge": least} if inclusive else {"gt": least}
-    return Field(le=most, allow_inf_nan=False, **low)  # type: ignore[call-overload]
+def finite(most: float, least: float = 0, inclusive: bool = False) -> Meta:
+    """A number above ``least`` (or from it, ``inclusive``) up to ``most``: never inf or NaN."""
+    return Meta(ge=least, le=most) if inclusive else Meta(gt=least, le=most)
 
 
-def count(most: int, least: int = 1) -> object:
+def count(most: int, least: int = 1) -> Meta:
     """A whole number from ``least`` to ``most``."""
-    return Field(ge=least, le=most)
+    return Meta(ge=least, le=most)
 
 
-def _clean_path(value: Path) -> Path:
-    if "\x00" in str(value) or not value.name:
-        raise ValueError("not a file path (a NUL byte, or no file name)")
-    return value
-
-
-FilePath = Annotated[Path, AfterValidator(_clean_path)]
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 
 
-def _broker_url(value: str) -> str:
+def _broker_url(value: object) -> str:
     """A URL of a broker healer can probe; the message never repeats it (it may hold a secret)."""
+    value = _text(value)
     try:
         parts = urlsplit(value)
         _ = parts.port  # parses it: a port that is not a number is an error here
@@ -84,38 +87,47 @@ def _broker_url(value: str) -> str:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")]
+if TYPE_CHECKING:  # as the code sees them; read by the parse functions above
+    UnitName = str
+    BrokerUrl = str
+    LogSource = str
+else:
+    UnitName = codec.parsed(str, "UnitName", _unit_name,
+                            {"type": "string", "pattern": f"^{_UNIT_NAME.pattern}$"})
+    BrokerUrl = codec.parsed(str, "BrokerUrl", _broker_url, {"type": "string"})
+    LogSource = codec.parsed(str, "LogSource", _log_source, {"type": "string"})
+S = TypeVar("S", bound="Section")
+Webhook = Annotated[str, Meta(pattern=r"^https?://[^\s/]+")]
+Name = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")]
 
 
-class Section(BaseModel):
+class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A config section: unknown keys are errors, so a typo never disables a setting."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class SystemdConfig(Section):
+class SystemdConfig(Section, frozen=True):
     """How to reach systemd."""
 
     bus: str = "system"
 
 
-class CeleryConfig(Section):
+class CeleryConfig(Section, frozen=True):
     """How to reach Celery's broker and which nodes and queues to expect."""
 
-    broker_url: Annotated[str, Field(max_length=4096, pattern=r"^[^\x00-\x1f]*$"),
-                          AfterValidator(_broker_url)] = "redis://127.0.0.1:6379/0"
-    queues: list[Name] = Field(default_factory=lambda: ["celery"], min_length=1, max_length=1000)
-    nodes: list[Name] | None = Field(default=None, max_length=10_000)
+    broker_url: BrokerUrl = "redis://127.0.0.1:6379/0"
+    queues: Annotated[list[Name], Meta(min_length=1, max_length=1000)] = field(
+        default_factory=lambda: ["celery"])
+    nodes: Annotated[list[Name], Meta(max_length=10_000)] | None = None
     broker_timeout: Annotated[float, finite(30)] = 0.5
     ping_timeout: Annotated[float, finite(30)] = 0.5
-    worker_log: Literal["journal"] | FilePath | None = None
+    worker_log: LogSource | None = None
     task_events: bool = False
 
 
-class UnitsConfig(Section):
+class UnitsConfig(Section, frozen=True):
     """The allowlist: these units, and only these, may be acted on."""
 
-    workers: list[UnitName] = Field(min_length=1, max_length=10_000)
+    workers: Annotated[list[UnitName], Meta(min_length=1, max_length=10_000)]
     beat: UnitName | None = None
     broker: UnitName | None = None
 
@@ -125,23 +137,23 @@ class UnitsConfig(Section):
         return tuple(u for u in units if u is not None)
 
 
-class BeatConfig(Section):
+class BeatConfig(Section, frozen=True):
     """Where beat keeps its schedule."""
 
-    schedule_file: FilePath | None = None
-    log: Literal["journal"] | FilePath | None = None
+    schedule_file: Path | None = None
+    log: LogSource | None = None
     max_silence: Annotated[float, finite(DAY)] | None = None
 
 
-class PathsConfig(Section):
+class PathsConfig(Section, frozen=True):
     """Where healer keeps its state, its audit log and its policies."""
 
-    state_dir: FilePath = Path("/var/lib/healer")
-    audit_log: FilePath = Path("/var/log/healer/audit.jsonl")
-    policies: FilePath = DEFAULT_POLICIES
+    state_dir: Path = Path("/var/lib/healer")
+    audit_log: Path = Path("/var/log/healer/audit.jsonl")
+    policies: Path = DEFAULT_POLICIES
 
 
-class ThresholdsConfig(Section):
+class ThresholdsConfig(Section, frozen=True):
     """When a signal becomes a finding."""
 
     queue_backlog: Annotated[int, count(10**9)] = 100
@@ -158,22 +170,22 @@ class ThresholdsConfig(Section):
     task_time_limit: Annotated[float, finite(7 * DAY)] = 3600  # the runbook's task_time_limit
 
 
-class TasksConfig(Section):
+class TasksConfig(Section, frozen=True):
     """Tasks that must keep succeeding (runbook: critical tasks not processing for 30 min)."""
 
-    critical: list[Name] = Field(default_factory=list, max_length=1000)
+    critical: Annotated[list[Name], Meta(max_length=1000)] = []
     stalled_after: Annotated[float, finite(7 * DAY)] = 1800
 
 
-class DatabaseConfig(Section):
+class DatabaseConfig(Section, frozen=True):
     """The application's database, checked with a TCP connect (optional)."""
 
     host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
     timeout: Annotated[float, finite(30)] = 0.5
 
 
-class GuardConfig(Section):
+class GuardConfig(Section, frozen=True):
     """Limits over every target at once: the budget, the storm guard, the breaker."""
 
     budget_per_hour: Annotated[int, count(10_000)] = 30
@@ -192,24 +204,23 @@ def _check_key(fmt: str, routing_key: str | None) -> None:
         raise ValueError("format pagerduty needs routing_key (the integration key)")
 
 
-class TierConfig(Section):
+class TierConfig(Section, frozen=True):
     """One tier of escalation: whom to notify, how long after the incident was escalated.
 
     ``after`` (seconds) defaults to the runbook's for the tier's place: 0, 20 min, 40 min.
     """
 
+    webhook: Webhook
     after: Annotated[float, finite(30 * DAY, inclusive=True)] | None = None
-    webhook: str = Field(pattern=r"^https?://[^\s/]+")
     format: Literal["generic", "slack", "pagerduty"] = "generic"
     routing_key: str | None = None
 
-    @model_validator(mode="after")
-    def _pagerduty_needs_a_key(self) -> TierConfig:
+    def __post_init__(self) -> None:
+        """PagerDuty needs its key."""
         _check_key(self.format, self.routing_key)
-        return self
 
 
-class EscalationConfig(Section):
+class EscalationConfig(Section, frozen=True):
     """Where escalations go: tiers of webhooks in one of three shapes (none: audited only).
 
     ``webhook``, ``format`` and ``routing_key`` here are the first tier (after 0); the
@@ -218,61 +229,60 @@ class EscalationConfig(Section):
     ``expire_after`` seconds at most.
     """
 
-    webhook: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
+    webhook: Webhook | None = None
     format: Literal["generic", "slack", "pagerduty"] = "generic"
     routing_key: str | None = None
     timeout: Annotated[float, finite(60)] = 5
     attempts: Annotated[int, count(10)] = 3
-    tiers: list[TierConfig] = Field(default_factory=list, max_length=10)
+    tiers: Annotated[list[TierConfig], Meta(max_length=10)] = []
     retry_after: Annotated[float, finite(900)] = 30
     expire_after: Annotated[float, finite(30 * DAY)] = DAY
 
-    @model_validator(mode="after")
-    def _pagerduty_needs_a_key(self) -> EscalationConfig:
+    def __post_init__(self) -> None:
+        """PagerDuty needs its key; a tier past the runbook's three needs its ``after``."""
         if self.webhook:
             _check_key(self.format, self.routing_key)
         if any(t.after is None for t in self.tiers[len(RUNBOOK_TIERS) - bool(self.webhook):]):
             raise ValueError(f"tiers: after is required from tier {len(RUNBOOK_TIERS) + 1} on "
                              "(the runbook names three)")
-        return self
 
     def all_tiers(self) -> list[TierConfig]:
         """Every tier in order, the top-level webhook first; each ``after`` filled in."""
         first = [TierConfig(after=0, webhook=self.webhook, format=self.format,
                             routing_key=self.routing_key)] if self.webhook else []
-        return [t if t.after is not None else t.model_copy(update={"after": RUNBOOK_TIERS[i]})
+        return [t if t.after is not None else replace(t, after=RUNBOOK_TIERS[i])
                 for i, t in enumerate([*first, *self.tiers])]
 
 
-class JournalConfig(Section):
+class JournalConfig(Section, frozen=True):
     """Where to read logs set to "journal": the system journal, or a journal directory."""
 
-    directory: FilePath | None = None
+    directory: Path | None = None
     scope: Literal["system", "user"] = "system"
 
 
-class AgentConfig(Section):
+class AgentConfig(Section, frozen=True):
     """The unattended agent's loop and its metrics."""
 
     interval: Annotated[float, finite(DAY)] = 5
     events: bool = True  # a pass as soon as a managed unit changes state; false: polling only
-    jitter: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
-    metrics_listen: str | None = Field(default=None, pattern=LOOPBACK)
-    metrics_textfile: FilePath | None = None
+    jitter: Annotated[float, Meta(ge=0, lt=1)] = 0.1
+    metrics_listen: Annotated[str, Meta(pattern=LOOPBACK)] | None = None
+    metrics_textfile: Path | None = None
 
 
-class Config(Section):
+class Config(Section, frozen=True):
     """The whole configuration file."""
 
+    units: UnitsConfig
     systemd: SystemdConfig = SystemdConfig()
     celery: CeleryConfig = CeleryConfig()
-    units: UnitsConfig
     beat: BeatConfig = BeatConfig()
     paths: PathsConfig = PathsConfig()
     thresholds: ThresholdsConfig = ThresholdsConfig()
     tasks: TasksConfig = TasksConfig()
-    task_limits: dict[Name, Annotated[float, finite(7 * DAY)]] = Field(
-        default_factory=dict, max_length=10_000)  # task name: seconds it may run
+    task_limits: Annotated[dict[Name, Annotated[float, finite(7 * DAY)]],
+                           Meta(max_length=10_000)] = {}  # task name: seconds it may run
     database: DatabaseConfig = DatabaseConfig()
     journal: JournalConfig = JournalConfig()
     guard: GuardConfig = GuardConfig()
@@ -280,20 +290,19 @@ class Config(Section):
     agent: AgentConfig = AgentConfig()
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{key}: {msg}")
-    return "; ".join(parts)
-
-
 def _resolve(base: Path, path: Path) -> Path:
     """Relative to the config's folder, without following links (a planted one stays seen)."""
     return path if path.is_absolute() else Path(os.path.normpath(base / path))
+
+
+def _resolved(base: Path, section: S, *keys: str) -> S:
+    """The section with its paths (and log sources that are files) taken from ``base``."""
+    def one(value: Path | str) -> Path | str:
+        found = _resolve(base, Path(value))
+        return found if isinstance(value, Path) else LogSource(found)
+
+    return replace(section, **{
+        k: one(v) for k in keys if (v := getattr(section, k)) not in {None, JOURNAL}})
 
 
 def load_config(path: Path) -> Config:
@@ -313,21 +322,14 @@ def load_config(path: Path) -> Config:
     except ValueError as exc:  # an integer of more digits than Python converts
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from exc
+        config = codec.convert(raw, Config)
+    except codec.Invalid as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{path}: nested too deeply") from exc
     base = path.resolve().parent
-
-    def resolved(section: Section, *keys: str) -> Section:
-        return section.model_copy(update={
-            k: _resolve(base, v) for k in keys
-            if isinstance(v := getattr(section, k), Path)})
-
-    return config.model_copy(update={
-        "paths": resolved(config.paths, "state_dir", "audit_log", "policies"),
-        "celery": resolved(config.celery, "worker_log"),
-        "beat": resolved(config.beat, "schedule_file", "log"),
-        "journal": resolved(config.journal, "directory"),
-    })
+    return replace(config, paths=_resolved(base, config.paths, "state_dir", "audit_log",
+                                           "policies"),
+                   celery=_resolved(base, config.celery, "worker_log"),
+                   beat=_resolved(base, config.beat, "schedule_file", "log"),
+                   journal=_resolved(base, config.journal, "directory"))

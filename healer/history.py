@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar
 
+from msgspec.structs import replace
+
 from healer.model import CpuSample, Observed, Sample, Silence, Snapshot, WorkerLog
 from healer.probes import logs
 from healer.vocabulary import ActiveState, TaskEventKind
@@ -40,7 +42,7 @@ def fold(state: State, readings: Readings, thresholds: Thresholds) -> Snapshot:
     _silence(state, readings, now)
     _running(state, readings, now)
     return Snapshot(
-        **{name: getattr(readings, name) for name in Observed.model_fields},
+        **{name: getattr(readings, name) for name in Observed.__struct_fields__},
         silence=dict(state.silence),
         running={node: min(tasks.values()) for node, tasks in state.running.items() if tasks},
         samples=tuple(state.samples),
@@ -130,9 +132,9 @@ def _silence(state: State, readings: Readings, now: float) -> None:
         life = now if node.name in celery.replied else max(track.last_life,
                                                            heard.get(node.name, 0.0))
         alive = life > track.last_life
-        state.silence[node.name] = track.model_copy(update={
-            "last_life": life, "looks": 0 if alive else track.looks + 1,
-            "answered": track.answered or alive})
+        state.silence[node.name] = replace(track, last_life=life,
+                                           looks=0 if alive else track.looks + 1,
+                                           answered=track.answered or alive)
 
 
 def _running(state: State, readings: Readings, now: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
 from healer.vocabulary import (
     ActiveState,
@@ -13,20 +13,17 @@ from healer.vocabulary import (
     Outcome,
     Scenario,
     Severity,
-    StoredKey,
     TaskEventKind,
 )
 
 EvidenceValue = str | int | float | bool | None
 
 
-class Frozen(BaseModel):
+class Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base for immutable pipeline data."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-
-class UnitState(Frozen):
+class UnitState(Frozen, frozen=True):
     """What systemd says about one unit (org.freedesktop.systemd1.Unit and .Service)."""
 
     name: str
@@ -88,7 +85,7 @@ class UnitState(Frozen):
                 "stopped by an operator: left stopped")
 
 
-class BrokerState(Frozen):
+class BrokerState(Frozen, frozen=True):
     """Whether the broker answered, what kind of error it was, and its queue depths."""
 
     url: str
@@ -100,7 +97,7 @@ class BrokerState(Frozen):
     consumers: dict[str, int] = {}
 
 
-class Endpoint(Frozen):
+class Endpoint(Frozen, frozen=True):
     """A TCP endpoint (the application's database) and whether it accepted a connection."""
 
     address: str
@@ -108,7 +105,7 @@ class Endpoint(Frozen):
     error: str | None = None
 
 
-class ActiveTask(Frozen):
+class ActiveTask(Frozen, frozen=True):
     """A task a node said it is running (``inspect active``): since when, in wall time."""
 
     node: str
@@ -118,7 +115,7 @@ class ActiveTask(Frozen):
     pid: int | None = None
 
 
-class CeleryState(Frozen):
+class CeleryState(Frozen, frozen=True):
     """What the workers said. ``replied`` is None when nobody could be asked (broker down).
 
     ``tasks`` are the tasks the nodes that replied are running (None: not asked this look).
@@ -131,7 +128,7 @@ class CeleryState(Frozen):
     active: int | None = None
 
 
-class Sample(Frozen):
+class Sample(Frozen, frozen=True):
     """One backlog sample, kept across passes to see whether a queue drains."""
 
     at: float
@@ -140,7 +137,7 @@ class Sample(Frozen):
     active: int | None
 
 
-class UnitUsage(Frozen):
+class UnitUsage(Frozen, frozen=True):
     """Memory and CPU time of one unit: from its cgroup, or summed over its process tree."""
 
     unit: str
@@ -150,7 +147,7 @@ class UnitUsage(Frozen):
     main_pid: int = 0
 
 
-class CpuSample(Frozen):
+class CpuSample(Frozen, frozen=True):
     """CPU seconds a unit had used at a time; kept across passes to judge sustained load."""
 
     at: float
@@ -158,7 +155,7 @@ class CpuSample(Frozen):
     main_pid: int
 
 
-class WorkerLog(Frozen):
+class WorkerLog(Frozen, frozen=True):
     """What the worker's log said within the failure window."""
 
     failures: dict[str, int] = {}
@@ -166,7 +163,7 @@ class WorkerLog(Frozen):
     lost: int = 0
 
 
-class BeatLog(Frozen):
+class BeatLog(Frozen, frozen=True):
     """What beat's log said: last dispatch, shortest period seen, schedule-file trouble."""
 
     last_dispatch: float | None = None
@@ -175,7 +172,7 @@ class BeatLog(Frozen):
     schedule_error_at: float | None = None
 
 
-class LogCursor(Frozen):
+class LogCursor(Frozen, frozen=True):
     """How far a log file has been read; a new inode or a shorter file means it was rotated."""
 
     inode: int
@@ -191,7 +188,7 @@ class TaskEvent(NamedTuple):
     task_id: str
 
 
-class WorkerSignals(Frozen):
+class WorkerSignals(Frozen, frozen=True):
     """What Celery's events said of the workers, by node.
 
     ``heard``: when each node last sent an event (heartbeat, online, any task event);
@@ -202,7 +199,7 @@ class WorkerSignals(Frozen):
     busy: dict[str, int] = {}
 
 
-class NodeState(Frozen):
+class NodeState(Frozen, frozen=True):
     """One Celery node a worker unit runs, and what its pid says of it.
 
     A node of ``celery worker`` is the unit's main process (``pid_file`` None); a node of
@@ -224,7 +221,7 @@ class NodeState(Frozen):
         return self.pid_file is not None and self.process is None
 
 
-class Observed(Frozen):
+class Observed(Frozen, frozen=True):
     """What a look at the world sees at once; which probes could not look, and why.
 
     ``nodes`` are the Celery nodes expected of the worker units, discovered from them or
@@ -255,7 +252,7 @@ class Observed(Frozen):
         return [n for n in self.nodes if n.unit == unit]
 
 
-class Readings(Observed):
+class Readings(Observed, frozen=True):
     """What one look at the world saw, before any history is folded in: the probes' output.
 
     Log lines are the new ones since the cursors the look was given; ``log_cursors`` and
@@ -270,7 +267,7 @@ class Readings(Observed):
     journal_cursors: dict[str, str] = {}
 
 
-class Thresholds(Frozen):
+class Thresholds(Frozen, frozen=True):
     """The thresholds detectors judge by, carried in the snapshot so detectors stay pure."""
 
     queue_backlog: int = 100
@@ -301,7 +298,7 @@ class Thresholds(Frozen):
         return min(limits), max(limits)
 
 
-class Silence(Frozen):
+class Silence(Frozen, frozen=True):
     """How long a worker's node has been silent, over how many looks, in its current run.
 
     A run is the unit's (its ActiveEnterTimestamp) with one process (``pid``). ``last_life``
@@ -310,13 +307,13 @@ class Silence(Frozen):
     """
 
     started_us: int
-    pid: int = 0
     last_life: float
+    pid: int = 0
     looks: int = 0
     answered: bool = False
 
 
-class Snapshot(Observed):
+class Snapshot(Observed, frozen=True):
     """What a look saw, with the history that spans passes; detectors read only this."""
 
     silence: dict[str, Silence] = {}  # by node
@@ -326,10 +323,10 @@ class Snapshot(Observed):
     worker_log: WorkerLog | None = None
     beat_log: BeatLog | None = None
     last_success: dict[str, float] = {}  # each critical task's last success (or watch start)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
+    thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
 
 
-class Finding(Frozen):
+class Finding(Frozen, frozen=True):
     """One classified problem: what, how bad, where, and the evidence for it.
 
     ``hold`` is set when the situation must be reported but not acted on (an operator stopped
@@ -349,10 +346,10 @@ class Finding(Frozen):
         return FindingKey(self.scenario, self.unit)
 
 
-class ActionReport(Frozen):
+class ActionReport(Frozen, frozen=True):
     """What one step did, or why it did not run, for the finding with key ``finding``."""
 
-    finding: StoredKey
+    finding: FindingKey
     scenario: Scenario
     unit: str | None
     action: str | None
@@ -370,7 +367,7 @@ class ActionReport(Frozen):
                    outcome=outcome, detail=detail, dry_run=dry_run)
 
 
-class PassReport(Frozen):
+class PassReport(Frozen, frozen=True):
     """One pass: what was found, what was done, and what is still wrong at the end."""
 
     findings: tuple[Finding, ...]
@@ -378,7 +375,7 @@ class PassReport(Frozen):
     remaining: tuple[Finding, ...]
     probe_errors: dict[str, str] = {}
     unwatched: dict[str, str] = {}
-    breakers: tuple[StoredKey, ...] = ()
+    breakers: tuple[FindingKey, ...] = ()
     dry_run: bool = False
 
     @property
@@ -387,7 +384,7 @@ class PassReport(Frozen):
         return not self.remaining and not self.probe_errors
 
 
-class Diagnosis(Frozen):
+class Diagnosis(Frozen, frozen=True):
     """What diagnose saw: findings, each with the remedy policy would choose, and blind spots."""
 
     findings: tuple[Finding, ...]

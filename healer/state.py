@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, ValidationError
+import msgspec
+from msgspec import field
 
-from healer import safefile
+from healer import codec, safefile
 from healer.errors import StateError
 from healer.model import BeatLog, CpuSample, LogCursor, Sample, Silence
-from healer.vocabulary import Outcome, StoredKey
+from healer.vocabulary import FindingKey, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from healer.guard.ratelimit import Attempt
 
 
-class Incident(BaseModel):
+class Stored(msgspec.Struct, kw_only=True):
+    """Base of what the state file holds; a key a newer healer added is ignored."""
+
+
+class Incident(Stored):
     """An open problem: scenario on a unit, since when, under which id."""
 
     id: str
@@ -39,10 +43,10 @@ class Incident(BaseModel):
     last_decision: Outcome | None = None
     escalated: bool = False
     escalated_at: float | None = None  # when its first tier was queued
-    tiers: list[int] = Field(default_factory=list)  # the tiers notified (queued), in order
+    tiers: list[int] = field(default_factory=list)  # the tiers notified (queued), in order
 
 
-class Notice(BaseModel):
+class Notice(Stored):
     """A notification waiting in the outbox until it is delivered or expires.
 
     ``key`` (incident, tier, triggered or resolved) makes it once per incident and tier;
@@ -56,7 +60,7 @@ class Notice(BaseModel):
     attempts: int = 0
 
 
-class Breaker(BaseModel):
+class Breaker(Stored):
     """An open circuit breaker: healer escalated and holds this target until reset or cool-down."""
 
     opened: float
@@ -64,7 +68,7 @@ class Breaker(BaseModel):
     reason: str
 
 
-class InFlight(BaseModel):
+class InFlight(Stored):
     """A step healer started and has not yet recorded the end of (found open after a kill)."""
 
     incident: str
@@ -75,7 +79,7 @@ class InFlight(BaseModel):
     started: float
 
 
-class Pause(BaseModel):
+class Pause(Stored):
     """An operator's pause, of everything ("*") or of one unit, until a time or until resumed."""
 
     since: float
@@ -83,31 +87,31 @@ class Pause(BaseModel):
     reason: str
 
 
-class State(BaseModel):
+class State(Stored):
     """Everything healer remembers between passes."""
 
     version: int = 1
-    actions: dict[str, list[float]] = Field(default_factory=dict)
-    incidents: dict[StoredKey, Incident] = Field(default_factory=dict)
-    logs: dict[str, LogCursor] = Field(default_factory=dict)
-    journal_cursors: dict[str, str] = Field(default_factory=dict)
-    failures: list[tuple[float, str]] = Field(default_factory=list)
-    lost: list[float] = Field(default_factory=list)
-    retries: dict[str, tuple[str, int]] = Field(default_factory=dict)
-    succeeded: dict[str, float] = Field(default_factory=dict)  # critical task: last success
+    actions: dict[str, list[float]] = field(default_factory=dict)
+    incidents: dict[FindingKey, Incident] = field(default_factory=dict)
+    logs: dict[str, LogCursor] = field(default_factory=dict)
+    journal_cursors: dict[str, str] = field(default_factory=dict)
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    lost: list[float] = field(default_factory=list)
+    retries: dict[str, tuple[str, int]] = field(default_factory=dict)
+    succeeded: dict[str, float] = field(default_factory=dict)  # critical task: last success
     tasks_due: float = 0.0  # when a running task may first pass its limit: ask again then
     tasks_since: float | None = None  # since when task outcomes are read at all
     beat: BeatLog = BeatLog()
-    samples: list[Sample] = Field(default_factory=list)
-    cpu: dict[str, list[CpuSample]] = Field(default_factory=dict)
-    silence: dict[str, Silence] = Field(default_factory=dict)  # by node
-    running: dict[str, dict[str, float]] = Field(default_factory=dict)  # node: task id: since
-    breakers: dict[StoredKey, Breaker] = Field(default_factory=dict)
-    pauses: dict[str, Pause] = Field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    cpu: dict[str, list[CpuSample]] = field(default_factory=dict)
+    silence: dict[str, Silence] = field(default_factory=dict)  # by node
+    running: dict[str, dict[str, float]] = field(default_factory=dict)  # node: task id: since
+    breakers: dict[FindingKey, Breaker] = field(default_factory=dict)
+    pauses: dict[str, Pause] = field(default_factory=dict)
     storm: str | None = None
-    spent: list[float] = Field(default_factory=list)
-    in_flight: dict[str, InFlight] = Field(default_factory=dict)  # by action id
-    outbox: list[Notice] = Field(default_factory=list)  # notifications not yet delivered
+    spent: list[float] = field(default_factory=list)
+    in_flight: dict[str, InFlight] = field(default_factory=dict)  # by action id
+    outbox: list[Notice] = field(default_factory=list)  # notifications not yet delivered
 
     @property
     def acting(self) -> set[str]:
@@ -166,13 +170,12 @@ class StateStore:
     def load(self) -> State:
         """The saved state, or a fresh one when there is none yet."""
         try:
-            return State.model_validate_json(safefile.read_capped(self.path, MAX_STATE,
-                                                                  follow=False))
+            return codec.decode(safefile.read_capped(self.path, MAX_STATE, follow=False), State)
         except FileNotFoundError:
             return State()
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read the state: {exc.strerror}") from exc
-        except (ValidationError, ValueError) as exc:
+        except ValueError as exc:
             first = str(exc).splitlines()[0]
             raise StateError(f"{self.path}: unreadable state ({first}); move it aside to reset"
                              ) from exc
@@ -180,11 +183,7 @@ class StateStore:
     def save(self, state: State) -> None:
         """Write atomically: temp file, fsync, rename over, fsync the folder (no link followed)."""
         self._ensure_dir()
-        try:
-            data = json.dumps(state.model_dump(mode="json"), separators=(",", ":"),
-                              allow_nan=False).encode()
-        except ValueError as exc:  # bounded inputs make this a bug, never a file that lies
-            raise StateError(f"cannot write {self.path}: {exc}") from exc
+        data = codec.encode(state)
         try:
             safefile.replace(self.path, data)
         except OSError as exc:

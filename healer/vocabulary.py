@@ -9,9 +9,6 @@ ladder) live here too, so a new outcome is placed in them in one place.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, NamedTuple
-
-from pydantic import PlainSerializer, PlainValidator
 
 
 class Word(str, Enum):
@@ -55,27 +52,36 @@ class Scenario(Word):
     TASK_STUCK = "task_stuck"
 
 
-class FindingKey(NamedTuple):
+class FindingKey:
     """A problem's identity across passes: its scenario and its unit (None: host-wide)."""
 
-    scenario: Scenario
-    unit: str | None
+    __slots__ = ("scenario", "unit")
+
+    def __init__(self, scenario: Scenario, unit: str | None) -> None:
+        self.scenario, self.unit = scenario, unit
+
+    @classmethod
+    def parse(cls, text: str) -> FindingKey:
+        """A key as stored (``scenario:unit``): the one place a key is read back from text."""
+        scenario, _, unit = text.partition(":")
+        return cls(Scenario(scenario), None if unit in {"", "-"} else unit)
+
+    def __eq__(self, other: object) -> bool:
+        """Same scenario, same unit."""
+        return isinstance(other, FindingKey) and (self.scenario, self.unit) == (
+            other.scenario, other.unit)
+
+    def __hash__(self) -> int:
+        """As its scenario and unit."""
+        return hash((self.scenario, self.unit))
 
     def __str__(self) -> str:
         """As the state file and reports spell it: ``scenario:unit`` (``-`` for no unit)."""
         return f"{self.scenario.value}:{self.unit or '-'}"
 
-
-def _stored_key(value: object) -> FindingKey:
-    """A key as stored (``scenario:unit``): the one place a key is read back from text."""
-    if isinstance(value, FindingKey):
-        return value
-    scenario, _, unit = str(value).partition(":")
-    return FindingKey(Scenario(scenario), None if unit in {"", "-"} else unit)
-
-
-StoredKey = Annotated[FindingKey, PlainValidator(_stored_key),
-                      PlainSerializer(str, return_type=str)]
+    def __repr__(self) -> str:
+        """FindingKey(worker_down:x.service)."""
+        return f"FindingKey({self})"
 
 
 class ActiveState(Word):

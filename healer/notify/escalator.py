@@ -16,6 +16,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
+from msgspec.structs import replace
+
 from healer.errors import NotifyError
 from healer.notify.webhook import RESOLVED, TRIGGERED, Alert
 from healer.state import Notice
@@ -95,9 +97,8 @@ class Escalator:
             outcome = Outcome.EXPIRED
         else:
             outcome = Outcome.UNDELIVERED
-            kept = notice.model_copy(update={
-                "attempts": notice.attempts + 1,
-                "next_at": now + min(self._retry_after * 2 ** notice.attempts, BACKOFF_MAX)})
+            kept = replace(notice, attempts=notice.attempts + 1, next_at=now + min(
+                self._retry_after * 2 ** notice.attempts, BACKOFF_MAX))
         self._audit.record(
             Event.ESCALATION, alert.incident, scenario=alert.scenario, unit=alert.unit,
             action="resolve" if alert.status == RESOLVED else "escalate", outcome=outcome,

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import yaml
-from pydantic import ValidationError
 
-from healer import safefile
+from healer import codec, safefile
 from healer.errors import ConfigError
 from healer.policy.models import PolicyFile, Rule
 
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _node_at(node: yaml.Node, loc: tuple[int | str, ...]) -> yaml.Node:
-    """The deepest YAML node along a pydantic error location (for its line number)."""
+    """The deepest YAML node along an error's location (for its line number)."""
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             found = next((v for k, v in node.value if k.value == part), None)
@@ -119,14 +118,11 @@ def _construct(text: str, root: yaml.Node | None) -> object:
         loader.dispose()
 
 
-def _describe(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
-    line = _node_at(root, loc).start_mark.line + 1 if root is not None else 1
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}:{line}: {field}: {msg.removeprefix('Value error, ')}{more}"
+def _describe(path: Path, root: yaml.Node | None, exc: codec.Invalid) -> str:
+    line = _node_at(root, exc.where).start_mark.line + 1 if root is not None else 1
+    field = ".".join(map(str, exc.where)) or "(top level)"
+    why = "unknown field" if exc.why == codec.UNKNOWN else exc.why  # a policy's keys are fields
+    return f"{path}:{line}: {field}: {why}"
 
 
 def load_file(path: Path) -> list[Rule]:
@@ -147,8 +143,8 @@ def load_file(path: Path) -> list[Rule]:
     except (UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read policy: {exc}") from exc
     try:
-        return PolicyFile.model_validate(data or {}).rules
-    except ValidationError as exc:
+        return codec.convert(data or {}, PolicyFile).rules
+    except codec.Invalid as exc:
         raise ConfigError(_describe(path, root, exc)) from exc
 
 

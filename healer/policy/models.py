@@ -1,4 +1,4 @@
-"""The policy file format, validated with pydantic (its JSON schema is exported from here)."""
+"""The policy file format, validated as it is read (its JSON schema is exported from here)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import re
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+import msgspec
+from msgspec import Meta
 
+from healer import codec
 from healer.config import UnitName
 from healer.vocabulary import Scenario, Severity
 
@@ -19,7 +21,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value: object) -> object:
+def parse_duration(value: object) -> float:
     """Seconds from a number or a string such as "90s", "10m", "1h30m"; always finite."""
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
@@ -27,36 +29,63 @@ def parse_duration(value: object) -> object:
         if not parts or "".join(n + u for n, u in parts) != text:
             raise ValueError(f"{value[:64]!r} is not a duration (e.g. 30s, 10m, 1h30m)")
         value = sum(float(n) * _SECONDS[u] for n, u in parts)
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a duration (seconds, or a string such as 10m), "
+                        f"got {type(value).__name__}")
+    if not math.isfinite(value):
         raise ValueError("a duration must be a finite number of seconds")
-    return value
+    return float(value)
 
 
 MAX_DURATION = 30 * 86400.0  # every duration of a policy is at most 30 days
-Duration = Annotated[float, BeforeValidator(parse_duration),
-                     Field(gt=0, le=MAX_DURATION, allow_inf_nan=False)]
-Backoff = Annotated[float, BeforeValidator(parse_duration),
-                    Field(ge=0, le=MAX_DURATION, allow_inf_nan=False)]
+
+
+def _duration(value: object) -> float:
+    """A duration: more than 0 s, at most 30 days."""
+    seconds = parse_duration(value)
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"must be greater than 0 and at most {MAX_DURATION:g} seconds")
+    return seconds
+
+
+def _backoff(value: object) -> float:
+    """A duration that may be 0 s: at most 30 days."""
+    seconds = parse_duration(value)
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"must be at least 0 and at most {MAX_DURATION:g} seconds")
+    return seconds
+
+
+def _seconds(least: str) -> dict[str, object]:
+    """The JSON schema of a duration: seconds, or a string such as 90s, 10m, 1h30m."""
+    return {"anyOf": [{"type": "number", least: 0, "maximum": MAX_DURATION},
+                      {"type": "string", "pattern": f"^({_DURATION.pattern})+$"}]}
+
+
+if TYPE_CHECKING:  # as the code sees them; read by the parse functions above
+    Duration = float
+    Backoff = float
+else:
+    Duration = codec.parsed(float, "Duration", _duration, _seconds("exclusiveMinimum"))
+    Backoff = codec.parsed(float, "Backoff", _backoff, _seconds("minimum"))
 Action = Literal[
     "restart_unit", "reset_failed", "daemon_reload", "restart_broker", "clear_beat_schedule",
     "escalate",
 ]
 
 
-class Strict(BaseModel):
+class Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Unknown keys are errors; models are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class Limit(Strict):
+class Limit(Strict, frozen=True):
     """At most ``max`` attempts on one target within ``within`` seconds ("N within M")."""
 
-    max: int = Field(default=3, ge=1, le=1000)
+    max: Annotated[int, Meta(ge=1, le=1000)] = 3
     within: Duration = 900.0
 
 
-class Step(Strict):
+class Step(Strict, frozen=True):
     """One rung of a ladder: an action, on the finding's unit unless ``unit`` names another.
 
     ``verify`` is how long the result must hold to count as healed; ``limit`` caps attempts on
@@ -72,7 +101,7 @@ class Step(Strict):
     backoff_max: Duration = 3600.0
 
 
-class Match(Strict):
+class Match(Strict, frozen=True):
     """Which findings a rule is for: a scenario, a unit glob, optionally some severities."""
 
     scenario: Scenario
@@ -90,7 +119,7 @@ class Match(Strict):
         )
 
 
-class Rule(Strict):
+class Rule(Strict, frozen=True):
     """A named rule: when it matches, its ladder is tried in order.
 
     ``escalate_after`` notifies once when the incident has been open that long, whatever the
@@ -98,19 +127,18 @@ class Rule(Strict):
     watches and escalates after that time (nothing automatic, e.g. a database outage).
     """
 
-    name: str = Field(min_length=1)
+    name: Annotated[str, Meta(min_length=1)]
     match: Match
-    ladder: list[Step] = Field(default_factory=list)
+    ladder: list[Step] = []
     escalate_after: Backoff | None = None  # 0: at once
 
-    @model_validator(mode="after")
-    def _does_something(self) -> Rule:
+    def __post_init__(self) -> None:
+        """A rule acts, or at least watches."""
         if not self.ladder and self.escalate_after is None:
             raise ValueError("a rule needs a ladder, or escalate_after to only watch")
-        return self
 
 
-class PolicyFile(Strict):
+class PolicyFile(Strict, frozen=True):
     """One policy file."""
 
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = []

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from healer import safefile
+from healer.config import JOURNAL
 from healer.probes.celery import node_name
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ MAX_NODES = 1000  # of one multi line: a count or a range beyond is refused, not
 MULTI_PIDFILE = "/var/run/celery/%n.pid"  # celery multi's defaults
 MULTI_LOGFILE = "/var/log/celery/%n%I.log"
 SHELLS = frozenset({"sh", "bash", "dash"})
-JOURNAL = "journal"
 _VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 _BRACED = re.compile(r"\$\{(\w+)\}")
 _KEY = re.compile(r"[A-Za-z_]\w*")

@@ -17,6 +17,8 @@ import subprocess
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from msgspec.structs import replace
+
 from healer import safefile
 from healer.errors import ProbeError
 from healer.model import LogCursor, TaskEvent
@@ -168,4 +170,4 @@ def beat_log(lines: Iterable[str], previous: BeatLog, now: float) -> BeatLog:
                               ("repaired", _REPAIRED)):
             if pattern.search(line):
                 updates["schedule_error"], updates["schedule_error_at"] = kind, at
-    return previous.model_copy(update=updates)
+    return replace(previous, **updates)

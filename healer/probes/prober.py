@@ -17,11 +17,12 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from healer.config import JOURNAL
 from healer.errors import ProbeError
 from healer.model import NodeState, Readings
 from healer.probes import coverage, logs, process
 from healer.probes.database import check_tcp
-from healer.probes.discovery import JOURNAL, Layout, discover, log_files
+from healer.probes.discovery import Layout, discover, log_files
 from healer.probes.usage import unit_usage
 
 if TYPE_CHECKING:

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from msgspec.structs import replace
 
 from healer.errors import SystemdError
 from healer.model import UnitState
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 
 
-def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", **kw: object
+def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", **kw: Any  # noqa: ANN401
          ) -> UnitState:
     """A loaded service unit in the given state (sub-state derived the way systemd does).
 
@@ -29,9 +31,8 @@ def unit(name: str, active: str = ActiveState.ACTIVE, result: str = "success", *
     """
     subs: dict[str, str] = {ActiveState.ACTIVE: "running", ActiveState.INACTIVE: "dead"}
     sub = subs.get(active, active)  # a failed unit's sub-state is "failed" too
-    return UnitState.model_validate(
-        {"name": name, "load_state": "loaded", "active_state": active, "sub_state": sub,
-         "result": result, **kw})
+    return UnitState(name=name, load_state="loaded", active_state=active, sub_state=sub,
+                     result=result, **kw)
 
 
 class FakeSystemd:
@@ -81,16 +82,16 @@ class FakeSystemd:
                                dbus_name=NO_SUCH_UNIT)
         before = self.units[name]
         if verb == "stop":  # like systemd, stopping a failed unit leaves it failed
-            after = before if before.active_state == ActiveState.FAILED else before.model_copy(
-                update={"active_state": ActiveState.INACTIVE, "sub_state": "dead", "main_pid": 0,
-                        **self._stamp("inactive_enter_us")})
+            after = before if before.active_state == ActiveState.FAILED else replace(
+                before, active_state=ActiveState.INACTIVE, sub_state="dead", main_pid=0,
+                **self._stamp("inactive_enter_us"))
         elif verb == "start" and before.active_state == ActiveState.ACTIVE:
             after = before  # starting a running unit changes nothing
         else:
             self._next_pid += 1
-            running = before.model_copy(update={
-                "active_state": ActiveState.ACTIVE, "sub_state": "running", "result": "success",
-                "main_pid": self._next_pid, **self._stamp("active_enter_us")})
+            running = replace(before, active_state=ActiveState.ACTIVE, sub_state="running",
+                              result="success", main_pid=self._next_pid,
+                              **self._stamp("active_enter_us"))
             outcome = self.outcomes.get(name)
             after = outcome(running) if outcome else running
         self.units[name] = after
@@ -120,7 +121,5 @@ class FakeSystemd:
                                dbus_name=NO_SUCH_UNIT)
         state = self.units[name]
         if state.active_state == ActiveState.FAILED:
-            self.units[name] = state.model_copy(
-                update={"active_state": ActiveState.INACTIVE, "sub_state": "dead",
-                        "result": "success"}
-            )
+            self.units[name] = replace(state, active_state=ActiveState.INACTIVE,
+                                       sub_state="dead", result="success")

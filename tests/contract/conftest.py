@@ -12,6 +12,7 @@ import signal
 from typing import TYPE_CHECKING, Protocol
 
 import pytest
+from msgspec.structs import replace
 
 from healer.clock import SystemClock
 from healer.systemd.dbus_backend import DBusSystemd
@@ -61,24 +62,23 @@ class FakeBench:
         """A unit of this kind in the dict, with the outcome its start has on systemd."""
         name = f"contract-{kind}-{next(self._names)}.service"
         argv, _ = _SERVICES[kind]
-        self.fake.units[name] = unit(name, ActiveState.INACTIVE).model_copy(update={"argv": argv})
+        self.fake.units[name] = replace(unit(name, ActiveState.INACTIVE), argv=argv)
         if kind == "crashes":
-            self.fake.outcomes[name] = lambda s: s.model_copy(update={
-                "active_state": ActiveState.FAILED, "sub_state": "failed",
-                "result": "exit-code", "exec_main_status": 1, "main_pid": 0})
+            self.fake.outcomes[name] = lambda s: replace(
+                s, active_state=ActiveState.FAILED, sub_state="failed", result="exit-code",
+                exec_main_status=1, main_pid=0)
         elif kind == "slow":
             self.fake.job_results[name] = "timeout"
-            self.fake.outcomes[name] = lambda s: s.model_copy(update={
-                "active_state": ActiveState.ACTIVATING, "sub_state": "start-pre",
-                "main_pid": 0})
+            self.fake.outcomes[name] = lambda s: replace(
+                s, active_state=ActiveState.ACTIVATING, sub_state="start-pre", main_pid=0)
         return name
 
     def kill(self, name: str) -> None:
         """The unit as systemd leaves a service whose main process got SIGKILL."""
         state: UnitState = self.fake.units[name]
-        self.fake.units[name] = state.model_copy(update={
-            "active_state": ActiveState.FAILED, "sub_state": "failed", "result": "signal",
-            "exec_main_status": 9, "main_pid": 0})
+        self.fake.units[name] = replace(state, active_state=ActiveState.FAILED,
+                                        sub_state="failed", result="signal",
+                                        exec_main_status=9, main_pid=0)
 
 
 class DBusBench:

@@ -10,6 +10,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from msgspec.structs import replace
+
 from healer import compose
 from healer.config import (
     CeleryConfig,
@@ -139,9 +141,8 @@ def world(*failed: str) -> FakeSystemd:
 
 def crashed(state: UnitState) -> UnitState:
     """What a worker whose process exits at once looks like after its restart."""
-    return state.model_copy(update={"active_state": "failed", "sub_state": "failed",
-                                    "result": "exit-code", "exec_main_status": 1,
-                                    "main_pid": 0})
+    return replace(state, active_state="failed", sub_state="failed", result="exit-code",
+                   exec_main_status=1, main_pid=0)
 
 
 def restart_rule(limit: Limit | None = None, unit_name: str | None = None,

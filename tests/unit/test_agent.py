@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import structlog
+from msgspec.structs import replace
 from structlog.testing import capture_logs
 
 from healer.agent import Agent, Loop, summary
@@ -528,8 +529,8 @@ def test_what_is_unwatched_is_in_status_and_logged_once_while_it_stays(
         listener: Listener) -> None:
     """STATUS says what is not watched after every pass; the log says it once, and on change."""
     clock = ManualClock()
-    blind = HEALTHY.model_copy(update={"unwatched": {"task_failures": "no log"}})
-    other = HEALTHY.model_copy(update={"unwatched": {"beat_down": "no beat unit"}})
+    blind = replace(HEALTHY, unwatched={"task_failures": "no log"})
+    other = replace(HEALTHY, unwatched={"beat_down": "no beat unit"})
     rig = Rig(listener, [pipeline("p", listener, clock, blind, blind, other)], stop_after=3)
     rig.run()
     assert listener.statuses()[1:4] == ["healthy; not watching task_failures"] * 2 + [

@@ -154,7 +154,7 @@ def test_every_relative_path_is_taken_from_the_config_folder(tmp_path: Path) -> 
                       '[beat]\nschedule_file = "s/sched"\nlog = "journal"\n'
                       '[journal]\ndirectory = "j"\n')
     loaded = load_config(config)
-    assert loaded.celery.worker_log == config.parent / "log" / "w.log"
+    assert loaded.celery.worker_log == str(config.parent / "log" / "w.log")
     assert loaded.beat.schedule_file == config.parent / "s" / "sched"
     assert loaded.beat.log == "journal"
     assert loaded.journal.directory == config.parent / "j"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from msgspec.structs import replace
+
 from healer.config import Config, UnitsConfig, load_config
 from healer.deploy import polkit
 from healer.policy.loader import load_policies
-from healer.policy.models import Match, Rule, Step
+from healer.policy.models import Action, Match, Rule, Step
 from healer.testing import FakeSystemd, unit
 from healer.vocabulary import Scenario
 
@@ -18,7 +20,7 @@ BROKER = "redis.service"
 CONFIG = Config(units=UnitsConfig(workers=[W], beat=BEAT, broker=BROKER))
 
 
-def _rule(scenario: Scenario, *actions: str, unit: str | None = None) -> Rule:
+def _rule(scenario: Scenario, *actions: Action, unit: str | None = None) -> Rule:
     return Rule(name=f"r-{scenario.value}", match=Match(scenario=scenario),
                 ladder=[Step(action=a, unit=unit) for a in actions])
 
@@ -81,7 +83,7 @@ def test_rule_refuses_every_other_systemd_action_for_the_user() -> None:
 def test_rule_names_the_unit_systemd_resolves_an_alias_to() -> None:
     """An alias in [units] (redis.service) is granted under systemd's own name, with a note."""
     fake = FakeSystemd(unit("redis-server.service"), unit(W), unit(BEAT))
-    fake.units[BROKER] = unit(BROKER).model_copy(update={"unit_id": "redis-server.service"})
+    fake.units[BROKER] = replace(unit(BROKER), unit_id="redis-server.service")
     ids = polkit.unit_ids(fake, CONFIG.units.all())
     text = polkit.rule(CONFIG, [_rule(Scenario.BROKER_UNREACHABLE, "restart_broker")], "healer",
                        "x", ids)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from msgspec.structs import replace
 
 from healer import history, redact
 from healer.detectors import (
@@ -47,7 +48,7 @@ from healer.probes.celery import node_name, running
 from healer.state import State
 from healer.systemd.dbus_backend import _known
 from healer.testing import unit
-from healer.vocabulary import Scenario, Severity
+from healer.vocabulary import BrokerError, Scenario, Severity
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -233,7 +234,7 @@ def test_broker_unreachable_is_critical() -> None:
     """An unreachable broker gives a critical finding on the broker unit with its error kind."""
     s = snap(broker_unit=unit(REDIS, "failed", "exit-code"),
              broker=BrokerState(url="redis://localhost:6379/0", reachable=False,
-                                error_kind="refused", error="Connection refused"))
+                                error_kind=BrokerError.REFUSED, error="Connection refused"))
     findings = broker_unreachable.detect(s)
     assert len(findings) == 1
     assert findings[0].severity is Severity.CRITICAL
@@ -355,7 +356,7 @@ def test_beat_stalled_allowance_from_period() -> None:
 def test_beat_stalled_not_judged_broker_down() -> None:
     """An unreachable broker explains beat's silence: no finding."""
     s = snap(beat=beat(), beat_log=BeatLog(last_dispatch=NOW - 500, shortest_period=10.0),
-             broker=BrokerState(url="redis://x", reachable=False, error_kind="refused"))
+             broker=BrokerState(url="redis://x", reachable=False, error_kind=BrokerError.REFUSED))
     assert beat_stalled.detect(s) == []
 
 
@@ -702,7 +703,7 @@ def test_a_worker_busy_by_its_log_is_not_unresponsive() -> None:
                         celery=celery(()), node_lines={N1: (RECEIVED,)})
     snapshot = history.fold(state, readings, Thresholds())
     assert snapshot.running == {N1: NOW - 10}  # the log's line is 10 s old
-    busy = snapshot.model_copy(update={"silence": snap().silence})
+    busy = replace(snapshot, silence=snap().silence)
     assert worker_unresponsive.detect(busy) == []
 
 
@@ -712,7 +713,7 @@ def test_a_worker_busy_past_every_task_limit_is_stuck_not_busy() -> None:
                   thresholds=Thresholds(task_time_limit=300, task_limits={"app.long": 600}))
     [finding] = worker_unresponsive.detect(silent)
     assert (finding.unit, finding.evidence["silent_looks"]) == (W1, 5)
-    held = silent.model_copy(update={"thresholds": Thresholds(task_time_limit=800)})
+    held = replace(silent, thresholds=Thresholds(task_time_limit=800))
     assert worker_unresponsive.detect(held) == []
 
 
@@ -732,8 +733,8 @@ MULTI = "celery.service"
 def multi(*states: tuple[str, str | None, float | None], up: float = 600,
           **kw: Any) -> Snapshot:  # noqa: ANN401
     """A multi unit active for ``up`` seconds, with nodes (name, /proc letter, pid file mtime)."""
-    unit_ = worker(MULTI, up=up, inactive_enter_us=since(up + 5)).model_copy(
-        update={"main_pid": 0})  # Type=forking with several nodes: systemd guesses none
+    unit_ = replace(worker(MULTI, up=up, inactive_enter_us=since(up + 5)),
+        main_pid=0)  # Type=forking with several nodes: systemd guesses none
     found = tuple(NodeState(name=name, unit=MULTI, pid=100 + i, pid_file=f"/run/{name}.pid",
                             written=written, process=letter)
                   for i, (name, letter, written) in enumerate(states))

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from healer.config import JOURNAL
 from healer.probes import discovery, logs
-from healer.probes.discovery import JOURNAL, Node, command, discover, env_file, log_files
+from healer.probes.discovery import Node, command, discover, env_file, log_files
 from healer.testing import unit
 
 if TYPE_CHECKING:

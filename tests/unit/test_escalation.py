@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from msgspec.structs import replace
+
 from healer.cli import main
 from healer.config import EscalationConfig, TierConfig
 from tests.unit.harness import W1, W2, Harness, crashed, restart_rule, world
@@ -141,7 +143,7 @@ def test_the_incident_document_tells_the_whole_incident(
 def test_an_incident_escalated_and_healed_in_one_pass_sends_its_trigger_then_its_resolve(
         tmp_path: Path) -> None:
     """Overdue while paused, then healed by the pass that escalates it: both, in order."""
-    rule = restart_rule().model_copy(update={"escalate_after": 10.0})
+    rule = replace(restart_rule(), escalate_after=10.0)
     harness = Harness(world(W1), tmp_path, rules=[rule],
                       escalation=EscalationConfig(webhook="http://hook.invalid/"))
     harness.controls().pause(None, None, "maintenance")

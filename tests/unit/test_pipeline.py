@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from msgspec.structs import replace
+
 from healer import compose
 from healer.audit import review
 from healer.audit.log import AuditLog
@@ -381,13 +383,11 @@ def test_a_pass_names_what_it_cannot_watch_and_why(tmp_path: Path) -> None:
 def test_a_worker_without_a_node_is_not_watched_for_silence(tmp_path: Path) -> None:
     """A unit whose ExecStart names no node and that [celery] nodes leaves out: unwatched."""
     harness = Harness(healthy_world(), tmp_path, units=UnitsConfig(workers=[W1], broker=BROKER))
-    discovered = harness.config.model_copy(update={"celery": harness.config.celery.model_copy(
-        update={"nodes": None})})
+    discovered = replace(harness.config, celery=replace(harness.config.celery, nodes=None))
     diagnosis = compose.pipeline(discovered, harness.world(), harness.rules).diagnose()
     assert diagnosis.unwatched["worker_unresponsive"] == (
         f"no Celery node found in the ExecStart of {W1}; set [celery] nodes")
-    short = harness.config.model_copy(update={"celery": harness.config.celery.model_copy(
-        update={"nodes": []})})
+    short = replace(harness.config, celery=replace(harness.config.celery, nodes=[]))
     unwatched = compose.pipeline(short, harness.world(), harness.rules).diagnose().unwatched
     assert unwatched["worker_unresponsive"] == (
         f"[celery] nodes names none for {W1} (one per worker unit, in order)")

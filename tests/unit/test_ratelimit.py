@@ -5,11 +5,11 @@ from __future__ import annotations
 from healer.config import GuardConfig
 from healer.guard import ratelimit
 from healer.guard.guard import Guard
-from healer.policy.models import Limit, Step
+from healer.policy.models import Action, Limit, Step
 from healer.state import State
 from healer.testing import ManualClock
 
-ACTION = "restart_unit"
+ACTION: Action = "restart_unit"
 W1 = "celery-w1.service"
 W2 = "celery-w2.service"
 

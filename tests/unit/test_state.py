@@ -9,6 +9,7 @@ import pytest
 
 from healer.errors import StateError
 from healer.state import Incident, State, StateStore
+from healer.vocabulary import FindingKey, Outcome
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,8 +22,8 @@ def test_round_trip(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
     state = State(
         actions={"restart_unit:w1.service": [1_700_000_000.0, 1_700_000_010.5]},
-        incidents={"worker_down:w1.service": Incident(id="abc", opened=1_700_000_000.0,
-                                                      last_decision="held")},
+        incidents={FindingKey.parse("worker_down:w1.service"): Incident(
+            id="abc", opened=1_700_000_000.0, last_decision=Outcome.HELD)},
     )
     store.save(state)
     assert store.load() == state
