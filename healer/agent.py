@@ -153,7 +153,7 @@ class Agent:
             error = self._error("pass_failed", exc, kind=reason)
             self.notify.send(STATUS=f"{self._note}last pass failed: {error}")
         else:
-            self.metrics.observe(report, self.clock.monotonic() - start)
+            self.metrics.observe(report, self.clock.monotonic() - start, self.clock.time())
             said = summary(report)
             self.notify.send(STATUS=self._note + said)
             if report.actions or not report.healthy:

@@ -21,7 +21,7 @@ from healer.executor.executor import Executor
 from healer.guard.guard import Guard
 from healer.model import Thresholds
 from healer.notify.escalator import Escalator
-from healer.notify.webhook import Tiers, Webhook
+from healer.notify.webhook import ALERTMANAGER, Tiers, Webhook
 from healer.pipeline import Pipeline
 from healer.policy.engine import PolicyEngine
 from healer.policy.loader import load_policies
@@ -131,6 +131,8 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
         store=StateStore(config.paths.state_dir),
         clock=clock,
         tiers=tuple(float(t.after or 0) for t in config.escalation.all_tiers()),
+        resending=frozenset(i for i, t in enumerate(config.escalation.all_tiers())
+                            if t.format == ALERTMANAGER),
         new_id=world.new_id,
         thresholds=thresholds(config),
         broker_unit=config.units.broker,

@@ -34,6 +34,7 @@ _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer|moun
 
 
 def _text(value: object, most: int = 4096) -> str:
+    """A string of one line, at most ``most`` characters."""
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     if len(value) > most or any(c < " " for c in value):
@@ -97,6 +98,7 @@ else:
     BrokerUrl = codec.parsed(str, "BrokerUrl", _broker_url, {"type": "string"})
     LogSource = codec.parsed(str, "LogSource", _log_source, {"type": "string"})
 S = TypeVar("S", bound="Section")
+Format = Literal["generic", "slack", "pagerduty", "alertmanager"]
 Webhook = Annotated[str, Meta(pattern=r"^https?://[^\s/]+")]
 Name = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -212,7 +214,7 @@ class TierConfig(Section, frozen=True):
 
     webhook: Webhook
     after: Annotated[float, finite(30 * DAY, inclusive=True)] | None = None
-    format: Literal["generic", "slack", "pagerduty"] = "generic"
+    format: Format = "generic"
     routing_key: str | None = None
 
     def __post_init__(self) -> None:
@@ -230,7 +232,7 @@ class EscalationConfig(Section, frozen=True):
     """
 
     webhook: Webhook | None = None
-    format: Literal["generic", "slack", "pagerduty"] = "generic"
+    format: Format = "generic"
     routing_key: str | None = None
     timeout: Annotated[float, finite(60)] = 5
     attempts: Annotated[int, count(10)] = 3

@@ -1,7 +1,8 @@
 """Prometheus metrics of the agent, on a registry of its own (no global state).
 
 Served over HTTP on a configured loopback address, or written as a node_exporter textfile.
-Counters follow the pass reports, so they match the audit log.
+Counters follow the pass reports, so they match the audit log; gauges say how the last pass
+left things (``deploy/grafana`` draws each, ``deploy/prometheus`` alerts on them).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from healer import safefile
+from healer import __version__, safefile
 from healer.vocabulary import ACTED, ESCALATIONS
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from healer.model import PassReport
 
 class Metrics:
-    """passes, findings by scenario, actions by step and outcome, escalations, breakers."""
+    """Counters of passes, findings, steps and notifications; gauges of the last pass."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -30,7 +31,9 @@ class Metrics:
         self.findings = Counter("healer_findings", "Findings seen", ["scenario"], registry=r)
         self.actions = Counter("healer_actions", "Steps carried out", ["action", "outcome"],
                                registry=r)
-        self.escalations = Counter("healer_escalations", "Escalations", ["outcome"], registry=r)
+        self.notifications = Counter("healer_notifications", "Notifications tried, by tier "
+                                     "(1: the first) and outcome", ["tier", "outcome"],
+                                     registry=r)
         self.breakers = Gauge("healer_breakers_open", "Problems held by an open breaker",
                               registry=r)
         self.events = Gauge("healer_events_subscribed", "1 while passes follow systemd's "
@@ -38,19 +41,42 @@ class Metrics:
         self.duration = Histogram("healer_pass_duration_seconds", "Duration of a pass",
                                   buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
                                   registry=r)
+        self.incidents = Gauge("healer_incidents_open", "Open incidents (1 each)",
+                               ["scenario", "unit"], registry=r)
+        self.paused = Gauge("healer_paused", "1 while acting is paused (unit * : everything)",
+                            ["unit"], registry=r)
+        self.storm = Gauge("healer_storm_guard", "1 while the storm guard holds workers and beat",
+                           registry=r)
+        self.last_pass = Gauge("healer_last_pass_timestamp_seconds", "When the last pass ended",
+                               registry=r)
+        self.outbox = Gauge("healer_outbox_size", "Notifications waiting to be delivered",
+                            registry=r)
+        self.queues = Gauge("healer_queue_depth", "Messages waiting in each queue",
+                            ["queue_name"], registry=r)
+        self.workers = Gauge("healer_worker_up", "1 when the node answered the last ping",
+                             ["node"], registry=r)
+        Gauge("healer_build_info", "healer's version", ["version"],
+              registry=r).labels(__version__).set(1)
 
-    def observe(self, report: PassReport, seconds: float) -> None:
-        """Count one pass."""
+    def observe(self, report: PassReport, seconds: float, ended: float) -> None:
+        """Count one pass, which ended at ``ended`` (wall time), and set the gauges from it."""
         self.passes.inc()
         self.duration.observe(seconds)
+        self.last_pass.set(ended)
         for finding in report.findings:
             self.findings.labels(finding.scenario.value).inc()
         for action in report.actions:
             if action.outcome in ESCALATIONS:
-                self.escalations.labels(action.outcome.value).inc()
+                self.notifications.labels(str((action.tier or 0) + 1), action.outcome).inc()
             elif action.action is not None and action.outcome in ACTED:
                 self.actions.labels(action.action, action.outcome).inc()
         self.breakers.set(len(report.breakers))
+        self.storm.set(report.storm)
+        self.outbox.set(report.outbox)
+        _each(self.incidents, {(f.scenario.value, f.unit or ""): 1 for f in report.remaining})
+        _each(self.paused, {(unit,): 1 for unit in report.paused})
+        _each(self.queues, {(queue,): depth for queue, depth in report.queues.items()})
+        _each(self.workers, {(node,): up for node, up in report.nodes_up.items()})
 
     def failed(self, reason: str) -> None:
         """Count a pass that could not run."""
@@ -59,3 +85,10 @@ class Metrics:
     def write(self, path: Path) -> None:
         """Write the node_exporter textfile atomically, never through a planted link."""
         safefile.replace(path, generate_latest(self.registry), mode=0o644)  # node_exporter reads it
+
+
+def _each(gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+    """The gauge holds exactly these label sets now: what the last pass no longer saw is gone."""
+    gauge.clear()
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)

@@ -356,6 +356,7 @@ class ActionReport(Frozen, frozen=True):
     outcome: Outcome
     detail: str
     dry_run: bool = False
+    tier: int | None = None  # an escalation's: the tier it went to (0: the first)
 
     @classmethod
     def about(
@@ -368,7 +369,12 @@ class ActionReport(Frozen, frozen=True):
 
 
 class PassReport(Frozen, frozen=True):
-    """One pass: what was found, what was done, and what is still wrong at the end."""
+    """One pass: what was found, what was done, and what is still wrong at the end.
+
+    As the pass ended: what is paused (``*``: everything), whether the storm guard holds, the
+    notifications waiting in the outbox, each queue's depth and whether each expected node
+    answered (none when the workers could not be asked).
+    """
 
     findings: tuple[Finding, ...]
     actions: tuple[ActionReport, ...]
@@ -377,6 +383,11 @@ class PassReport(Frozen, frozen=True):
     unwatched: dict[str, str] = {}
     breakers: tuple[FindingKey, ...] = ()
     dry_run: bool = False
+    paused: tuple[str, ...] = ()
+    storm: bool = False
+    outbox: int = 0
+    queues: dict[str, int] = {}
+    nodes_up: dict[str, bool] = {}
 
     @property
     def healthy(self) -> bool:

@@ -29,6 +29,7 @@ from healer import history
 from healer.detectors import DETECTORS, detect
 from healer.errors import ActionError, BusUnavailable, JobFailed, ProbeError, SystemdError
 from healer.guard import ratelimit
+from healer.guard.guard import active_pause
 from healer.model import ActionReport, Diagnosis, Finding, PassReport
 from healer.notify.escalator import key_of
 from healer.notify.webhook import RESOLVED
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from healer.vocabulary import FindingKey
 
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
+RESEND = 60.0  # seconds between re-sends to a tier that expects them (Prometheus's resend delay)
 
 
 def _mark(unit: UnitState) -> tuple[str, int]:
@@ -85,6 +87,7 @@ class Pipeline:
     thresholds: Thresholds
     broker_unit: str | None = None
     tiers: tuple[float, ...] = ()  # each escalation tier's ``after``
+    resending: frozenset[int] = frozenset()  # the tiers told again while the incident is open
     _stale: bool = field(default=False, init=False)  # a step may have changed the world
     _doing: _Doing = field(default_factory=_Doing, init=False)
 
@@ -118,10 +121,17 @@ class Pipeline:
                     self._close_incidents(state, remaining)
                 actions += self._deliver(state, remaining)
                 self.store.save(state)
+        replied = final.celery.replied if final.celery else None
         return PassReport(findings=tuple(findings), actions=tuple(actions),
                           remaining=tuple(remaining), probe_errors=snapshot.probe_errors,
                           unwatched=snapshot.unwatched,
-                          breakers=tuple(sorted(state.breakers, key=str)), dry_run=dry_run)
+                          breakers=tuple(sorted(state.breakers, key=str)), dry_run=dry_run,
+                          paused=tuple(sorted(k for k in state.pauses
+                                              if active_pause(state, k, self.clock.time()))),
+                          storm=state.storm is not None, outbox=len(state.outbox),
+                          queues=dict(final.broker.queues) if final.broker else {},
+                          nodes_up={} if replied is None else {
+                              n.name: n.name in replied for n in final.nodes})
 
     def diagnose(self) -> Diagnosis:
         """Probe and detect, act on nothing; the probes' history is kept for the next pass.
@@ -184,7 +194,8 @@ class Pipeline:
         """A new problem gets an incident id; a dry run's is only in memory, and has no id."""
         if finding.key in state.incidents:
             return
-        incident = Incident(id="" if dry_run else self.new_id(), opened=self.clock.time())
+        incident = Incident(id="" if dry_run else self.new_id(), opened=self.clock.time(),
+                            severity=finding.severity.value)
         state.incidents[finding.key] = incident
         if dry_run:
             return
@@ -210,7 +221,7 @@ class Pipeline:
                 scenario=key.scenario.value, unit=key.unit, duration_s=duration,
                 **({"reason": reason} if dropped else {}),
             )
-            state.outbox += [self.escalator.resolve(key, incident.id, reason, tier)
+            state.outbox += [self.escalator.resolve(key, incident, reason, tier)
                              for tier in incident.tiers]
 
     # -- deciding ----------------------------------------------------------------------------
@@ -373,20 +384,34 @@ class Pipeline:
             reports.append(ActionReport(
                 finding=key, scenario=key.scenario, unit=key.unit, outcome=outcome,
                 action="resolve" if notice.alert["status"] == RESOLVED else "escalate",
-                detail=str(notice.alert["reason"])))
+                detail=str(notice.alert["reason"]), tier=int(tier or 0)))
         return reports
 
     def _queue_tiers(self, state: State, finding: Finding, reason: str | None) -> None:
-        """Queue the incident's tiers that are due and not yet notified (the first at least)."""
+        """Queue the incident's tiers that are due and not yet notified (the first at least).
+
+        A tier that re-sends (Alertmanager) is told again every ``RESEND`` seconds while the
+        incident is open, unless its last notice still waits in the outbox.
+        """
         incident = state.incidents[finding.key]
         assert incident.escalated_at is not None
-        waited = self.clock.time() - incident.escalated_at
+        now = self.clock.time()
+        waited = now - incident.escalated_at
+        waiting = {n.key for n in state.outbox}
         for tier, after in enumerate(self.tiers or (0.0,)):
             if tier not in incident.tiers and waited >= after:
                 incident.tiers.append(tier)
                 why = reason if reason is not None else \
                     f"unresolved {waited:.0f}s after it was escalated (tier {tier + 1})"
-                state.outbox.append(self.escalator.trigger(finding, incident.id, why, tier))
+            elif tier in self.resending and tier in incident.tiers and \
+                    now - incident.sent.get(tier, 0.0) >= RESEND:
+                why = f"still open {now - incident.opened:.0f}s after it was found"
+            else:
+                continue
+            notice = self.escalator.trigger(finding.key, incident, finding.summary, why, tier)
+            if notice.key not in waiting:
+                incident.sent[tier] = now
+                state.outbox.append(notice)
 
     def _climb(self, state: State, finding: Finding, rule: Rule, dry_run: bool
                ) -> list[ActionReport]:

@@ -40,10 +40,12 @@ class Incident(Stored):
 
     id: str
     opened: float
+    severity: str = "high"  # as first found: an alert keeps the labels it fired with
     last_decision: Outcome | None = None
     escalated: bool = False
     escalated_at: float | None = None  # when its first tier was queued
     tiers: list[int] = field(default_factory=list)  # the tiers notified (queued), in order
+    sent: dict[int, float] = {}  # when each tier's alert was last queued (re-sent ones too)
 
 
 class Notice(Stored):

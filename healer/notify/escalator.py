@@ -26,8 +26,8 @@ from healer.vocabulary import Event, FindingKey, Outcome, Scenario
 if TYPE_CHECKING:
     from healer.audit.log import AuditLog
     from healer.clock import Clock
-    from healer.model import Finding
     from healer.redact import Redactor
+    from healer.state import Incident
 
 BACKOFF_MAX = 900.0
 
@@ -54,24 +54,23 @@ class Escalator:
         self._expire_after = expire_after
         self._retry_after = retry_after
 
-    def trigger(self, finding: Finding, incident: str, reason: str, tier: int) -> Notice:
-        """The notice that escalates an incident to one tier."""
-        return self._notice(finding.key, incident, finding.severity.value, finding.summary,
-                            reason, tier, TRIGGERED)
+    def trigger(self, key: FindingKey, incident: Incident, summary: str, reason: str, tier: int
+                ) -> Notice:
+        """The notice that escalates an incident to one tier (again, for a tier that re-sends)."""
+        return self._notice(key, incident, summary, reason, tier, TRIGGERED)
 
-    def resolve(self, key: FindingKey, incident: str, reason: str, tier: int) -> Notice:
+    def resolve(self, key: FindingKey, incident: Incident, reason: str, tier: int) -> Notice:
         """The notice that tells a tier the incident it was sent is over."""
-        return self._notice(key, incident, "info", reason, reason, tier, RESOLVED)
+        return self._notice(key, incident, reason, reason, tier, RESOLVED)
 
-    def _notice(self, key: FindingKey, incident: str, severity: str, summary: str, reason: str,
-                tier: int, status: str) -> Notice:
+    def _notice(self, key: FindingKey, incident: Incident, summary: str, reason: str, tier: int,
+                status: str) -> Notice:
         now = self._clock.time()
-        raw = Alert(incident=incident, scenario=key.scenario.value, unit=key.unit,
-                    severity=severity, summary=summary, reason=reason, host=self._host,
-                    ts=datetime.fromtimestamp(now, timezone.utc).isoformat(), status=status,
-                    tier=tier)
-        return Notice(key=f"{incident}/{tier}/{status}", alert=self._redactor.value(asdict(raw)),
-                      queued=now, next_at=now)
+        raw = Alert(incident=incident.id, scenario=key.scenario.value, unit=key.unit,
+                    severity=incident.severity, summary=summary, reason=reason, host=self._host,
+                    ts=_iso(now), started=_iso(incident.opened), status=status, tier=tier)
+        return Notice(key=f"{incident.id}/{tier}/{status}",
+                      alert=self._redactor.value(asdict(raw)), queued=now, next_at=now)
 
     def deliver(self, notice: Notice) -> tuple[Outcome, Notice | None]:
         """Try once; the outcome as audited, and the notice to keep (None: done with it).
@@ -106,6 +105,10 @@ class Escalator:
             **({"retry_at": round(kept.next_at, 3)} if kept else {}), dry_run=False,
         )
         return outcome, kept
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
 
 
 def key_of(notice: Notice) -> FindingKey:

@@ -1,4 +1,4 @@
-"""POST an escalation to a webhook: generic JSON, Slack-compatible, or PagerDuty Events v2.
+"""POST an escalation to a webhook: generic JSON, Slack, PagerDuty Events v2 or Alertmanager.
 
 Each attempt is one POST straight to the configured host (no proxy), whole within ``timeout``:
 at the deadline its socket is shut, however slowly the receiver drips its answer. Only a lost
@@ -61,40 +61,80 @@ class Alert:
     reason: str
     host: str
     ts: str
+    started: str = ""  # when the incident opened
     status: str = TRIGGERED
     tier: int = 0
 
 
-def payload(alert: Alert, fmt: str, routing_key: str | None) -> dict[str, Any]:
+ALERTMANAGER = "alertmanager"
+ALERTS_API = "/api/v2/alerts"
+ALERTNAME = "HealerIncident"
+
+
+def _alertmanager(alert: Alert) -> list[dict[str, Any]]:
+    """Alertmanager's alert: its labels name it (the same on every re-send and on the resolve).
+
+    A firing alert has no ``endsAt``: Alertmanager holds it for its ``resolve_timeout`` after
+    the last re-send; a resolve ends it now.
+    """
+    labels = {"alertname": ALERTNAME, "scenario": alert.scenario, "unit": alert.unit or "",
+              "host": alert.host, "severity": alert.severity}
+    return [{"labels": labels, "startsAt": alert.started or alert.ts,
+             "annotations": {"summary": alert.summary, "reason": alert.reason,
+                             "incident": alert.incident},
+             **({"endsAt": alert.ts} if alert.status == RESOLVED else {})}]
+
+
+def payload(alert: Alert, fmt: str, routing_key: str | None) -> Any:  # noqa: ANN401 - JSON
     """The request body in the configured shape; a resolve in each shape's own form.
 
     PagerDuty resolves with the trigger's ``dedup_key`` (the incident id), Slack gets a
-    follow-up message, generic JSON says ``"status": "resolved"``.
+    follow-up message, Alertmanager an ``endsAt``, generic JSON says ``"status": "resolved"``.
     """
-    where = alert.unit or alert.host
-    if alert.status == RESOLVED:
-        if fmt == "pagerduty":
-            return {"routing_key": routing_key or "", "event_action": "resolve",
-                    "dedup_key": alert.incident}
-        if fmt == "slack":
-            return {"text": f"[healer] resolved: {alert.scenario} on {where}: {alert.reason} "
-                            f"(incident {alert.incident})"}
-        return {"source": "healer", **asdict(alert)}
-    title = f"[healer] {alert.scenario} on {where} ({alert.severity}): {alert.reason}"
-    if fmt == "slack":
-        return {"text": f"{title}\n{alert.summary} (incident {alert.incident})"}
+    if fmt == ALERTMANAGER:
+        return _alertmanager(alert)
     if fmt == "pagerduty":
-        return {
-            "routing_key": routing_key or "",
-            "event_action": "trigger",
-            "dedup_key": alert.incident,
-            "payload": {
-                "summary": title[:1024], "source": alert.host,
-                "severity": _PAGERDUTY_SEVERITY.get(alert.severity, "error"),
-                "component": alert.unit, "class": alert.scenario, "custom_details": asdict(alert),
-            },
-        }
+        return _pagerduty(alert, routing_key)
+    if fmt == "slack":
+        return _slack(alert)
     return {"source": "healer", **asdict(alert)}
+
+
+def _title(alert: Alert) -> str:
+    return (f"[healer] {alert.scenario} on {alert.unit or alert.host} ({alert.severity}): "
+            f"{alert.reason}")
+
+
+def _slack(alert: Alert) -> dict[str, Any]:
+    """A message; a resolve is a follow-up one."""
+    if alert.status == RESOLVED:
+        return {"text": f"[healer] resolved: {alert.scenario} on {alert.unit or alert.host}: "
+                        f"{alert.reason} (incident {alert.incident})"}
+    return {"text": f"{_title(alert)}\n{alert.summary} (incident {alert.incident})"}
+
+
+def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:
+    """An Events v2 trigger, or the resolve of the same ``dedup_key`` (the incident id)."""
+    if alert.status == RESOLVED:
+        return {"routing_key": routing_key or "", "event_action": "resolve",
+                "dedup_key": alert.incident}
+    return {
+        "routing_key": routing_key or "",
+        "event_action": "trigger",
+        "dedup_key": alert.incident,
+        "payload": {
+            "summary": _title(alert)[:1024], "source": alert.host,
+            "severity": _PAGERDUTY_SEVERITY.get(alert.severity, "error"),
+            "component": alert.unit, "class": alert.scenario, "custom_details": asdict(alert),
+        },
+    }
+
+
+def _path(path: str, fmt: str) -> str:
+    """Where to POST: the URL's path; for Alertmanager its alerts API, under the URL's path."""
+    if fmt == ALERTMANAGER and not path.endswith(ALERTS_API):
+        return path.rstrip("/") + ALERTS_API
+    return path or "/"
 
 
 @dataclass(frozen=True)
@@ -121,7 +161,8 @@ class Webhook:
         deadline = threading.Timer(self.timeout, _cut, (connection, fired))
         deadline.start()
         try:
-            connection.request("POST", urlunsplit(("", "", parts.path or "/", parts.query, "")),
+            connection.request("POST", urlunsplit(("", "", _path(parts.path, self.fmt),
+                                                   parts.query, "")),
                                body=body, headers={"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read(MAX_ANSWER)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from celery import Celery
 
+from sandbox.base import wait_until
 from sandbox.stack import CeleryStack, free_port
 
 AGENT = "healer.service"
@@ -73,6 +77,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
         self.bodies: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
 
@@ -96,3 +101,51 @@ class Receiver:
 
     def __exit__(self, *_exc: object) -> None:
         self.down()
+
+
+ALERTMANAGER_CONFIG = """route:
+  receiver: "null"
+  group_wait: 1s
+receivers:
+  - name: "null"
+"""
+
+
+class Alertmanager:
+    """Debian's prometheus-alertmanager on a loopback port, alone (no cluster), in a folder."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("prometheus-alertmanager")
+        assert binary, "prometheus-alertmanager is not installed (make system installs it)"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
+        self.address = f"127.0.0.1:{free_port()}"
+        self.url = f"http://{self.address}"
+        self._process = subprocess.Popen(
+            [binary, f"--config.file={folder / 'alertmanager.yml'}",
+             f"--storage.path={folder / 'data'}", f"--web.listen-address={self.address}",
+             "--cluster.listen-address="],
+            stdout=subprocess.DEVNULL, stderr=(folder / "alertmanager.log").open("wb"))
+        wait_until(self._ready, 20, "Alertmanager to be ready")
+
+    def _ready(self) -> bool:
+        assert self._process.poll() is None, "Alertmanager exited"
+        try:
+            with urllib.request.urlopen(f"http://{self.address}/-/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds as firing now (its API leaves resolved ones out)."""
+        with urllib.request.urlopen(f"http://{self.address}/api/v2/alerts", timeout=5) as answer:
+            found: list[dict[str, Any]] = json.loads(answer.read())
+            return found
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
+

@@ -17,8 +17,8 @@ import pytest
 from healer.state import StateStore
 from sandbox.base import wait_until
 from sandbox.stack import BEAT, WORKER, CeleryStack
-from tests.conftest import diagnose, healer
-from tests.integration.conftest import Receiver
+from tests.conftest import audit_records, diagnose, healer
+from tests.integration.conftest import Alertmanager, Receiver
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,7 +34,7 @@ LADDER = """rules:
 """
 
 
-def crash_loop(stack: CeleryStack, receiver: Receiver, fmt: str = "generic") -> Path:
+def crash_loop(stack: CeleryStack, webhook: str, fmt: str = "generic") -> Path:
     """The worker exits after a second, for good; a config whose one restart will not hold."""
     stack.manager.write_unit(WORKER, "[Service]\nExecStart=/bin/sh -c 'sleep 1; exit 1'\n")
     stack.manager.reload()
@@ -47,8 +47,8 @@ def crash_loop(stack: CeleryStack, receiver: Receiver, fmt: str = "generic") -> 
     return stack.config(
         paths=f'state_dir = "{stack.root / "state"}"\naudit_log = "{stack.audit_log}"\n'
               f'policies = "{policies}"',
-        extra=f'[escalation]\nwebhook = "http://127.0.0.1:{receiver.port}/hook"\n'
-              f'format = "{fmt}"{key}\nretry_after = 1\nattempts = 1\n')
+        extra=f'[escalation]\nwebhook = "{webhook}"\nformat = "{fmt}"{key}\n'
+              'retry_after = 1\nattempts = 1\n')
 
 
 def outbox(stack: CeleryStack) -> int:
@@ -60,7 +60,7 @@ def test_a_receiver_down_gets_one_trigger_when_back_and_a_resolve_after_the_heal
         stack: CeleryStack) -> None:
     """Down at the escalation: kept; back: exactly one trigger; healed: a resolve, same key."""
     receiver = Receiver()
-    config = crash_loop(stack, receiver, fmt="pagerduty")
+    config = crash_loop(stack, receiver.url, fmt="pagerduty")
     healer(config, "run-once")
     assert outbox(stack) == 1
     with receiver.up():
@@ -88,7 +88,7 @@ def test_a_notification_waiting_when_the_agent_is_killed_is_sent_once_after(
         stack: CeleryStack) -> None:
     """SIGKILL while the outbox holds the trigger; the agent started again delivers it once."""
     receiver = Receiver()
-    config = crash_loop(stack, receiver)
+    config = crash_loop(stack, receiver.url)
     command = [sys.executable, "-m", "healer", "--config", str(config), "run"]
     agent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -107,6 +107,30 @@ def test_a_notification_waiting_when_the_agent_is_killed_is_sent_once_after(
     assert [(b["scenario"], b["status"]) for b in receiver.bodies] == [
         ("worker_down", "triggered")]
     assert outbox(stack) == 0
+
+
+def test_an_alert_fires_in_alertmanager_and_is_resolved_after_the_heal(stack: CeleryStack,
+                                                                       tmp_path: Path) -> None:
+    """Through Alertmanager's own API: the incident's alert fires, labelled; healed, it is gone."""
+    with Alertmanager(tmp_path / "alertmanager") as manager:
+        config = crash_loop(stack, manager.url, fmt="alertmanager")
+        healer(config, "run-once")
+        wait_until(lambda: bool(manager.alerts()), 10, "the alert in Alertmanager")
+        [alert] = manager.alerts()
+        assert alert["status"]["state"] == "active"
+        labels = alert["labels"]
+        assert {k: labels[k] for k in ("alertname", "scenario", "unit", "severity")} == {
+            "alertname": "HealerIncident", "scenario": "worker_down", "unit": WORKER,
+            "severity": "critical"}
+        assert labels["host"]
+        stack.write_worker()  # the fault is removed
+        stack.manager.reload()
+        assert healer(config, "resume").returncode == 0
+        assert healer(config, "run-once").returncode == 0
+        wait_until(lambda: not manager.alerts(), 10, "the alert to be resolved")
+    sent = [(r["action"], r["outcome"], r["tier"]) for r in audit_records(stack.audit_log)
+            if r["event"] == "escalation"]
+    assert sent == [("escalate", "delivered", 1), ("resolve", "delivered", 1)]
 
 
 def test_a_critical_task_is_stalled_only_once_beat_stops_sending_it(stack: CeleryStack) -> None:

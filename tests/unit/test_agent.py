@@ -13,6 +13,7 @@ import structlog
 from msgspec.structs import replace
 from structlog.testing import capture_logs
 
+from healer import __version__
 from healer.agent import Agent, Loop, summary
 from healer.errors import ConfigError, ProbeError
 from healer.metrics import Metrics
@@ -460,14 +461,14 @@ def test_metrics_follow_the_reports(listener: Listener) -> None:
     for outcome in ("rate_limited", "dry_run", "delivered", "held"):
         assert rig.value("healer_actions_total", action="restart_unit", outcome=outcome) is None
     assert rig.value("healer_actions_total", action="escalate", outcome="delivered") is None
-    assert rig.value("healer_escalations_total", outcome="delivered") == 1.0
-    assert rig.value("healer_escalations_total", outcome="undelivered") == 1.0
+    assert rig.value("healer_notifications_total", tier="1", outcome="delivered") == 1.0
+    assert rig.value("healer_notifications_total", tier="1", outcome="undelivered") == 1.0
 
 
 def test_metrics_textfile(tmp_path: Path) -> None:
     """Metrics.write leaves a node_exporter textfile with the pass counter and no temp file."""
     metrics = Metrics()
-    metrics.observe(report(act("restart_unit", "healed")), 0.3)
+    metrics.observe(report(act("restart_unit", "healed")), 0.3, 1.0)
     metrics.failed("ProbeError")
     path = tmp_path / "healer.prom"
     metrics.write(path)
@@ -482,9 +483,30 @@ def test_metrics_textfile(tmp_path: Path) -> None:
 def test_metrics_have_their_own_registry() -> None:
     """Two Metrics objects do not share counters (no global registry)."""
     one, two = Metrics(), Metrics()
-    one.observe(HEALTHY, 0.1)
+    one.observe(HEALTHY, 0.1, 1.0)
     assert one.registry.get_sample_value("healer_passes_total") == 1.0
     assert two.registry.get_sample_value("healer_passes_total") == 0.0
+
+
+def test_gauges_say_how_the_last_pass_left_things() -> None:
+    """Open incidents, pauses, queues and nodes are those of the last pass; the rest is gone."""
+    metrics = Metrics()
+    value = metrics.registry.get_sample_value
+    busy = replace(report(remaining=(finding(),)), paused=("*", W1), storm=True, outbox=2,
+                   queues={"celery": 7}, nodes_up={"celery@a": True, "celery@b": False})
+    metrics.observe(busy, 0.1, 1_700_000_000.0)
+    assert value("healer_incidents_open", {"scenario": "worker_down", "unit": W1}) == 1.0
+    assert value("healer_paused", {"unit": "*"}) == value("healer_paused", {"unit": W1}) == 1.0
+    assert (value("healer_storm_guard"), value("healer_outbox_size")) == (1.0, 2.0)
+    assert value("healer_queue_depth", {"queue_name": "celery"}) == 7.0
+    assert value("healer_worker_up", {"node": "celery@b"}) == 0.0
+    assert value("healer_last_pass_timestamp_seconds") == 1_700_000_000.0
+    assert value("healer_build_info", {"version": __version__}) == 1.0
+    metrics.observe(HEALTHY, 0.1, 1_700_000_005.0)
+    assert value("healer_incidents_open", {"scenario": "worker_down", "unit": W1}) is None
+    assert value("healer_paused", {"unit": "*"}) is None
+    assert value("healer_queue_depth", {"queue_name": "celery"}) is None
+    assert (value("healer_storm_guard"), value("healer_outbox_size")) == (0.0, 0.0)
 
 
 # -- summary ---------------------------------------------------------------------------------

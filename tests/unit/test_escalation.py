@@ -9,6 +9,7 @@ from msgspec.structs import replace
 
 from healer.cli import main
 from healer.config import EscalationConfig, TierConfig
+from healer.pipeline import RESEND
 from tests.unit.harness import W1, W2, Harness, crashed, restart_rule, world
 
 if TYPE_CHECKING:
@@ -164,3 +165,37 @@ def test_without_a_webhook_every_escalation_is_audited_undelivered_at_once(
     assert sorted((r["unit"], r["outcome"], r["error"]) for r in harness.audit("escalation")) == [
         (unit, "undelivered", "no [escalation] webhook configured") for unit in (W1, W2)]
     assert harness.store.load().outbox == []
+
+
+ALERTMANAGER = EscalationConfig(webhook="http://am.invalid:9093", format="alertmanager")
+
+
+def test_alertmanager_is_told_again_while_the_incident_is_open(tmp_path: Path) -> None:
+    """Every RESEND seconds an open incident's alert goes again, alike, until its resolve."""
+    harness = crash_loop(tmp_path, ALERTMANAGER)
+    harness.run()
+    for wait, told in ((RESEND - 1, 1), (1, 2), (RESEND / 2, 2), (RESEND / 2, 3)):
+        harness.clock.advance(wait)
+        harness.run()
+        assert len(said(harness)) == told, wait
+    notifier = harness.notifier
+    assert notifier is not None
+    first, *again = notifier.sent
+    assert {(a.incident, a.started, a.severity) for a in again} == {
+        (first.incident, first.started, first.severity)}
+    del harness.fake.outcomes[W1]
+    assert harness.controls().resume(None)
+    harness.run()
+    assert said(harness)[-1] == (0, "resolved")
+    assert notifier.sent[-1].severity == first.severity  # the labels it fired with
+
+
+def test_a_resend_waits_behind_one_still_in_the_outbox(tmp_path: Path) -> None:
+    """Alertmanager down for ten minutes: one notice waits and is retried; none piles up."""
+    harness = crash_loop(tmp_path, ALERTMANAGER)
+    assert harness.notifier is not None
+    harness.notifier.fail = True
+    for _ in range(10):
+        harness.run()
+        harness.clock.advance(RESEND)
+    assert len(harness.store.load().outbox) == 1

@@ -15,6 +15,7 @@ from healer.model import Finding
 from healer.notify.escalator import Escalator
 from healer.notify.webhook import payload
 from healer.redact import Redactor
+from healer.state import Incident
 from healer.testing import ManualClock
 from healer.vocabulary import Outcome, Scenario, Severity
 
@@ -127,7 +128,9 @@ def test_alert_text_and_escalation_error_are_redacted() -> None:
                           compose.redactor(config()))
     finding = Finding(scenario=Scenario.BROKER_UNREACHABLE, severity=Severity.CRITICAL,
                       unit="redis.service", summary=f"{BROKER_URL}: refused", evidence={})
-    notice = escalator.trigger(finding, "inc-1", f"no answer from {BROKER_URL}", 0)
+    incident = Incident(id="inc-1", opened=0.0, severity=finding.severity.value)
+    notice = escalator.trigger(finding.key, incident, finding.summary,
+                               f"no answer from {BROKER_URL}", 0)
     assert escalator.deliver(notice)[0] == Outcome.UNDELIVERED
     body = payload(receiver.sent[0], "pagerduty", KEY)
     assert body.pop("routing_key") == KEY  # the real key goes where PagerDuty reads it

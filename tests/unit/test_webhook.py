@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +145,32 @@ def test_pagerduty_summary_is_cut_at_1024_characters() -> None:
     assert len(payload(alert, "pagerduty", "key")["payload"]["summary"]) == 1024
 
 
+def test_alertmanager_payload_is_one_alert_whose_labels_a_resolve_keeps() -> None:
+    """Labels name the alert; it starts when the incident opened; only a resolve has endsAt."""
+    opened = replace(ALERT, started="2023-11-14T22:10:00+00:00")
+    [firing] = payload(opened, "alertmanager", None)
+    [resolved] = payload(replace(opened, status="resolved", reason="healed",
+                                 ts="2023-11-14T22:20:00+00:00"), "alertmanager", None)
+    assert firing["labels"] == resolved["labels"] == {
+        "alertname": "HealerIncident", "scenario": "worker_down", "unit": "celery-w1.service",
+        "host": "app-1", "severity": "high"}
+    assert firing["startsAt"] == resolved["startsAt"] == "2023-11-14T22:10:00+00:00"
+    assert "endsAt" not in firing
+    assert resolved["endsAt"] == "2023-11-14T22:20:00+00:00"
+    assert firing["annotations"]["incident"] == "inc-42"
+
+
 # -- delivery --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "posted"), [("", "/api/v2/alerts"), ("/am/", "/am/api/v2/alerts"),
+                                              ("/api/v2/alerts", "/api/v2/alerts")])
+def test_alertmanager_alerts_go_to_its_alerts_api(endpoint: Endpoint, path: str, posted: str
+                                                 ) -> None:
+    """The configured URL is Alertmanager's, with or without the API's path."""
+    base = endpoint.url.removesuffix("/hooks/healer")
+    webhook(base + path, [], "alertmanager").send(ALERT)
+    assert endpoint.requests == [("POST", posted, "application/json")]
 
 
 @pytest.mark.parametrize("fmt", ["generic", "slack", "pagerduty"])
