@@ -8,11 +8,11 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-# Headers to build dbus-python, the user bus, the services the sandbox runs, and
-# debootstrap for the system sandbox's Debian root.
+# Headers to build dbus-python, the user bus, the services the sandbox runs, debootstrap
+# for the system sandbox's Debian root, and Alertmanager and promtool for the monitoring tests.
 APT_PACKAGES := pkg-config libdbus-1-dev libglib2.0-dev \
                 dbus dbus-user-session systemd util-linux redis-server rabbitmq-server \
-                debootstrap
+                debootstrap prometheus-alertmanager prometheus
 
 .PHONY: demo test lint check system lock clean
 
