@@ -25,6 +25,19 @@ SECRETS = {"userinfo": "Us3rPassw0rd", "query": "Qu3ryPassw0rd", "path": "T0kenI
 SECOND = "celery-second.service"
 
 
+def _whole_request(conn: socket.socket) -> bytes:
+    """The request's head and its Content-Length of body, however the client split them."""
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length and (chunk := conn.recv(65536)):
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 @dataclass
 class Receiver:
     """A webhook receiver on loopback: answers ``status``, or with ``drip`` one byte at a time."""
@@ -43,7 +56,7 @@ class Receiver:
             except OSError:
                 return
             with conn, contextlib.suppress(OSError):
-                self.requests.append(conn.recv(65536))
+                self.requests.append(_whole_request(conn))
                 if not self.drip:
                     conn.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\n\r\n".encode())
                     continue
