@@ -312,6 +312,23 @@ def cmd_deploy_polkit(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
+    """Check what runs against the runbook's best practices; Nagios exit codes."""
+    from healer import doctor
+
+    checks = compose.doctor(config, compose.rules(config, args.config_path), SystemClock())
+    code = doctor.nagios(checks)
+    if args.json:
+        _show(args, {"status": NAGIOS[code], "checks": [
+            {"check": c.name, "subject": c.subject, "verdict": c.verdict.value, "says": c.says,
+             "fix": c.fix} for c in checks]})
+        return code
+    _show(args, f"healer doctor: {NAGIOS[code]}")
+    _table(args, [("CHECK", "SUBJECT", "VERDICT", "SAYS", "FIX")] + [
+        (c.name, c.subject, c.verdict.value, c.says, c.fix or "-") for c in checks])
+    return code
+
+
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     """The unattended agent (see healer.agent): passes in a loop until SIGTERM."""
     from healer import agent
@@ -352,6 +369,11 @@ def parser() -> argparse.ArgumentParser:
                                    "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
     diagnose.add_argument("--json", action="store_true", help="print the findings as JSON")
     diagnose.set_defaults(handler=cmd_diagnose)
+    checkup = commands.add_parser("doctor", help="check the app, the units and healer's own "
+                                  "install against the runbook (exit 0 OK, 1 WARNING, "
+                                  "2 CRITICAL, 3 UNKNOWN)")
+    checkup.add_argument("--json", action="store_true", help="print the checks as JSON")
+    checkup.set_defaults(handler=cmd_doctor)
     pause = commands.add_parser("pause", help="stop acting (still diagnose and record)")
     pause.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 30m, 2h")
     pause.add_argument("--unit", help="pause only this unit")
@@ -392,11 +414,14 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+NAGIOS_COMMANDS = frozenset({"diagnose", "doctor"})
+
+
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
-    """One line on stderr; diagnose also prints its Nagios status line and exits UNKNOWN."""
+    """One line on stderr; diagnose and doctor also print their status line, UNKNOWN (3)."""
     _show(args, f"healer: {message}", file=sys.stderr)
-    if args.command == "diagnose":
-        _show(args, f"healer diagnose: UNKNOWN: {message}")
+    if args.command in NAGIOS_COMMANDS:
+        _show(args, f"healer {args.command}: UNKNOWN: {message}")
         return EXIT_PROBE
     return code
 
@@ -410,8 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: usage errors are 2, UNKNOWN (3) for diagnose
-        return EXIT_PROBE if exc.code == EXIT_CONFIG and "diagnose" in argv else int(
+    except SystemExit as exc:  # argparse: usage errors are 2, UNKNOWN (3) for diagnose, doctor
+        return EXIT_PROBE if exc.code == EXIT_CONFIG and NAGIOS_COMMANDS & set(argv) else int(
             exc.code or 0)
     args.config_path = args.config or Path(os.environ.get("HEALER_CONFIG", DEFAULT_CONFIG))
     args.redactor = Redactor()  # the patterns only, until the config is loaded

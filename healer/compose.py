@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from healer.clock import Clock
     from healer.config import Config
+    from healer.doctor import Check
     from healer.notify.escalator import Notifier
     from healer.policy.models import Rule
     from healer.probes.broker import BrokerProbe
@@ -149,3 +150,14 @@ def controls(config: Config, clock: Clock) -> Controls:
     """Pause and resume need only the state store and the audit log."""
     return Controls(StateStore(config.paths.state_dir), audit_log(config, clock),
                     clock)
+
+
+def doctor(config: Config, rules: list[Rule], clock: Clock) -> list[Check]:
+    """``healer doctor``'s checks over the real systemd and broker."""
+    from healer.doctor import examine  # noqa: PLC0415 - only the doctor command needs it
+    from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
+
+    return examine(config, DBusSystemd(config.systemd.bus, clock),
+                   ControlProbe(config.celery.broker_url, config.celery.ping_timeout, clock),
+                   rules)
+

@@ -49,6 +49,14 @@ class UnitState(Frozen, frozen=True):
     stderr: str = ""  # StandardError; inherit: as stdout
     unit_files: tuple[str, ...] = ()  # FragmentPath, then DropInPaths
     control_group: str = ""
+    # how the unit is run, for ``healer doctor``: Restart=, KillMode=, TimeoutStopSec= and
+    # MemoryMax= (None: infinity), WatchdogSec= (µs), User= ("": the manager's own)
+    restart: str = ""
+    kill_mode: str = ""
+    timeout_stop_us: int | None = None
+    memory_max: int | None = None
+    watchdog_us: int = 0
+    user: str = ""
 
     @property
     def is_active(self) -> bool:

@@ -183,6 +183,16 @@ class AlertStatus(Word):
     RESOLVED = "resolved"
 
 
+class Verdict(Word):
+    """What ``healer doctor`` says of one check."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+    NOT_APPLICABLE = "not applicable"
+
+
 class IncidentOutcome(Word):
     """How an incident ended, as the audit review tells it (``healer audit list``)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -14,6 +15,9 @@ app.conf.update(
     worker_hijack_root_logger=False,
     beat_schedule={"tick": {"task": "demoapp.tick", "schedule": 2.0}},
 )
+# HEALER_DEMO_CONF="task_acks_late=true,worker_prefetch_multiplier=1": settings for a test
+app.conf.update({key: json.loads(value) for key, _, value in (
+    pair.partition("=") for pair in os.environ.get("HEALER_DEMO_CONF", "").split(",") if pair)})
 
 
 @app.task(name="demoapp.tick")

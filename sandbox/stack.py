@@ -132,11 +132,16 @@ class CeleryStack(Deployment):
         ))
 
     def write_worker(self, unit: str = WORKER, node: str = NODE, log: str = "celery.log",
-                     options: str = "-E") -> None:
-        """Write a worker unit (by default the stack's own, as it was at the start)."""
+                     options: str = "-E", conf: str = "", service: str = "") -> None:
+        """Write a worker unit (by default the stack's own, as it was at the start).
+
+        ``conf`` sets the app's settings (demoapp's HEALER_DEMO_CONF); ``service`` adds lines
+        to [Service] (they win over the defaults).
+        """
         self.manager.write_unit(unit, self._unit(
             "Celery worker", worker_command(sys.executable, node, options=options), log=log,
             after=self.broker_unit, journal=self.journald,
+            environment={"HEALER_DEMO_CONF": conf} if conf else None, service=service,
         ))
 
     def add_worker(self, unit: str, node: str, options: str = "-E") -> None:
@@ -235,7 +240,8 @@ class CeleryStack(Deployment):
         ))
 
     def _unit(self, description: str, command: str, log: str, after: str | None = None,
-              journal: bool = False, environment: dict[str, object] | None = None) -> str:
+              journal: bool = False, environment: dict[str, object] | None = None,
+              service: str = "") -> str:
         order = f"After={after}\n" if after else ""
         output = "journal" if journal else f"append:{self.logs / log}"
         own = "".join(f"Environment={k}={v}\n" for k, v in (environment or {}).items())
@@ -245,7 +251,7 @@ class CeleryStack(Deployment):
             f"WorkingDirectory={self.root}\n"
             f"Environment=HEALER_DEMO_BROKER={self.broker_url} PYTHONUNBUFFERED=1\n"
             f"ExecStart={command}\n"
-            f"StandardOutput={output}\nStandardError={output}\n"
+            f"StandardOutput={output}\nStandardError={output}\n{service}"
         )
 
     def start(self, timeout: float = 30) -> Self:

@@ -119,6 +119,14 @@ class ControlProbe:
         with contextlib.suppress(Exception):
             connection.collect()
 
+    def settings(self, nodes: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
+        """Each node that answers: its settings (``inspect conf``, defaults too), its report."""
+        conf = by_node(self._call("conf", {"with_defaults": True}, nodes))
+        report = by_node(self._call("report", {}, list(conf))) if conf else {}
+        return {node: (found if isinstance(found, dict) else {},
+                       str(said.get("ok", "")) if isinstance(said := report.get(node), dict)
+                       else "") for node, found in conf.items()}
+
     def ask(self, nodes: dict[str, str], backlog: bool, tasks: bool = False) -> CeleryState:
         """Ping the expected nodes; with ``tasks`` or a backlog, ask what those that answered run.
 

@@ -283,6 +283,12 @@ class DBusSystemd:
             unit_files=tuple(str(p) for p in (unit.get("FragmentPath", ""),
                                               *unit.get("DropInPaths", ())) if p),
             control_group=str(service.get("ControlGroup", "")),
+            restart=str(service.get("Restart", "")),
+            kill_mode=str(service.get("KillMode", "")),
+            timeout_stop_us=_known(service.get("TimeoutStopUSec")),
+            memory_max=_known(service.get("MemoryMax")),
+            watchdog_us=int(service.get("WatchdogUSec", 0)),
+            user=str(service.get("User", "")),
         )
 
     def job(self, verb: JobVerb, name: str, timeout: float) -> str:

@@ -35,7 +35,8 @@ ALARM = 5.0  # seconds one case may take before it counts as hung
 BUS = "unix:path=/nonexistent/healer-fuzz/bus"
 
 EXITS = {  # what the README documents for each command
-    "run-once": {0, 1, 2, 3}, "diagnose": {0, 1, 2, 3}, "pause": {0, 2, 3}, "resume": {0, 2, 3},
+    "run-once": {0, 1, 2, 3}, "diagnose": {0, 1, 2, 3}, "doctor": {0, 1, 2, 3},
+    "pause": {0, 2, 3}, "resume": {0, 2, 3},
     "policy check": {0, 2}, "policy schema": {0, 2}, "audit list": {0, 2, 3},
     "audit show": {0, 2, 3}, "audit stats": {0, 2, 3}, "audit verify": {0, 1, 2, 3},
     "deploy polkit": {0, 2, 3},
@@ -218,6 +219,7 @@ def arguments(rng: random.Random, config: Path, folder: Path) -> tuple[str, list
             rng, [("--user", ["healer", "root", "", "x\ny", "a" * 40, "Bad"])], 0.5),
         "run-once": lambda: _options(rng, [("--json", []), ("--dry-run", [])], 0.4),
         "diagnose": lambda: _options(rng, [("--json", [])], 0.5),
+        "doctor": lambda: _options(rng, [("--json", [])], 0.5),
     }
     more = _audit_options(rng, command, folder) if command.startswith("audit") \
         else extra.get(command, list)()
@@ -268,7 +270,7 @@ def fuzz(root: Path, cases: int, seed: int) -> Report:
             report.internal.append(f"{said.strip()[-300:]}: {name}")
         if code not in EXITS[command]:
             report.codes.append(f"exit {code} not in {sorted(EXITS[command])}: {name}")
-        refused = code == 2 or (command == "diagnose" and code == 3
+        refused = code == 2 or (command in {"diagnose", "doctor"} and code == 3
                                 and not said.startswith("healer: cannot probe"))
         named = [str(folder), "--", "error:", *(a for a in argv[3:] if len(a) > 1)]
         if refused and not any(part in said for part in named) \
