@@ -15,7 +15,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from healer import codec, compose
 from healer.clock import SystemClock
@@ -61,7 +61,7 @@ def cmd_pause(config: Config, args: argparse.Namespace) -> int:
     if args.unit is not None and args.unit not in config.units.all():
         raise ConfigError(f"--unit {args.unit}: not in [units] of {args.config_path}")
     try:
-        duration = float(str(parse_duration(args.duration))) if args.duration else None
+        duration = parse_duration(args.duration) if args.duration else None
     except ValueError as exc:
         raise ConfigError(f"--for: {exc}") from exc
     if duration is not None and not 0 < duration <= MAX_PAUSE:
@@ -329,6 +329,27 @@ def cmd_doctor(config: Config, args: argparse.Namespace) -> int:
     return code
 
 
+MAX_DRILL = 3600.0
+
+
+def cmd_drill(config: Config, args: argparse.Namespace) -> int:
+    """Inject one runbook fault on this host and watch it heal (0 healed, 1 not: put back)."""
+    from healer.drill import Refused
+
+    if not args.yes:
+        raise Refused(f"drill {args.scenario} breaks {args.unit or 'a unit'} on purpose on this "
+                      "host: add --yes")
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from exc
+    if not 1 <= timeout <= MAX_DRILL:
+        raise ConfigError(f"--timeout {args.timeout}: from 1s to {MAX_DRILL:g}s")
+    drill = compose.drill(config, compose.rules(config, args.config_path), SystemClock(),
+                          lambda line: _show(args, line))
+    return drill.run(args.scenario, args.unit, timeout)
+
+
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     """The unattended agent (see healer.agent): passes in a loop until SIGTERM."""
     from healer import agent
@@ -344,6 +365,27 @@ def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     else:
         _show(args, *_report_lines(report))
     return EXIT_OK if report.healthy else EXIT_UNHEALTHY
+
+
+def _checkup_parsers(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action
+    """doctor, and drill: checking the deployment, and proving the healing on it."""
+    from healer.drill import DRILLS
+
+    checkup = commands.add_parser("doctor", help="check the app, the units and healer's own "
+                                  "install against the runbook (exit 0 OK, 1 WARNING, "
+                                  "2 CRITICAL, 3 UNKNOWN)")
+    checkup.add_argument("--json", action="store_true", help="print the checks as JSON")
+    checkup.set_defaults(handler=cmd_doctor)
+
+    drill = commands.add_parser("drill", help="inject one runbook fault here and watch it heal "
+                                "(exit 0 healed, 1 not healed: put back, 2 refused, 3 could "
+                                "not act)")
+    drill.add_argument("scenario", choices=sorted(DRILLS), help="the fault to inject")
+    drill.add_argument("--unit", help="the unit of [units] to drill (default: the first of "
+                       "its kind)")
+    drill.add_argument("--timeout", default="120s", help="how long to wait for the heal")
+    drill.add_argument("--yes", action="store_true", help="yes, break it on purpose")
+    drill.set_defaults(handler=cmd_drill)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -369,11 +411,7 @@ def parser() -> argparse.ArgumentParser:
                                    "(exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
     diagnose.add_argument("--json", action="store_true", help="print the findings as JSON")
     diagnose.set_defaults(handler=cmd_diagnose)
-    checkup = commands.add_parser("doctor", help="check the app, the units and healer's own "
-                                  "install against the runbook (exit 0 OK, 1 WARNING, "
-                                  "2 CRITICAL, 3 UNKNOWN)")
-    checkup.add_argument("--json", action="store_true", help="print the checks as JSON")
-    checkup.set_defaults(handler=cmd_doctor)
+    _checkup_parsers(commands)
     pause = commands.add_parser("pause", help="stop acting (still diagnose and record)")
     pause.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 30m, 2h")
     pause.add_argument("--unit", help="pause only this unit")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from healer.clock import Clock
     from healer.config import Config
     from healer.doctor import Check
+    from healer.drill import Drill
     from healer.notify.escalator import Notifier
     from healer.policy.models import Rule
     from healer.probes.broker import BrokerProbe
@@ -160,4 +161,15 @@ def doctor(config: Config, rules: list[Rule], clock: Clock) -> list[Check]:
     return examine(config, DBusSystemd(config.systemd.bus, clock),
                    ControlProbe(config.celery.broker_url, config.celery.ping_timeout, clock),
                    rules)
+
+
+def drill(config: Config, rules: list[Rule], clock: Clock, say: Callable[[str], None]
+          ) -> Drill:
+    """``healer drill`` on the real host: its pass, systemd and the workers' control API."""
+    from healer.drill import Drill  # noqa: PLC0415 - only the drill command needs it
+
+    world = real_world(config, clock)
+    return Drill(config, world.systemd, ControlProbe(config.celery.broker_url,
+                                                     config.celery.ping_timeout, clock),
+                 pipeline(config, world, rules), clock, say)
 

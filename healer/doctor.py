@@ -8,14 +8,16 @@ Every check gives a verdict and, when it is not ok, the fix; one that cannot app
 from __future__ import annotations
 
 import os
+import pwd
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from healer.deploy.polkit import grants
+from healer import safefile
+from healer.deploy.polkit import grants, unit_ids
 from healer.probes.prober import layouts, nodes_of
-from healer.vocabulary import Verdict
+from healer.vocabulary import ActiveState, Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 KOMBU_FIXED = (5, 4, 0)  # the release that fixed "workers stop consuming" (celery#8030)
 AGENT = "healer.service"
 POLKIT_RULE = Path("/etc/polkit-1/rules.d/50-healer.rules")
+MAX_UNIT_FILE = 2**20
 _KOMBU = re.compile(r"kombu:(\d+)\.(\d+)\.(\d+)")
 _CELERY = re.compile(r"celery:(\S+)")
 _EVENTS_FLAGS = ("-E", "--task-events")
@@ -138,36 +141,65 @@ def _owner(path: Path) -> str:
 
 def deployment(config: Config, systemd: Systemd, granted: Iterable[str],
                polkit: Path = POLKIT_RULE) -> Iterator[Check]:
-    """The install's polkit rule (naming each unit a policy acts on), folders and watchdog."""
+    """The install's polkit rule (each unit a policy acts on), its folders and watchdog."""
     if config.systemd.bus != "system":
         yield Check("deployment", "healer", Verdict.NOT_APPLICABLE,
                     f"bus {config.systemd.bus!r}: polkit, folder ownership and the agent unit "
                     "apply to an install on the system manager")
         return
-    if os.geteuid() == 0:
-        yield Check("polkit", "healer", Verdict.NOT_APPLICABLE, "healer runs as root: polkit "
-                    "lets root manage units without a rule")
-    elif not polkit.exists():
-        yield Check("polkit", "healer", Verdict.CRITICAL, f"no {polkit}",
-                    f"healer deploy polkit > {polkit}")
-    else:
-        text = polkit.read_text(errors="replace")
-        missing = [u for u in granted if f'"{u}"' not in text]
-        yield _ok("polkit", "healer", not missing,
-                  f"{polkit} names " + (f"none of {', '.join(missing)}" if missing
-                                        else "every unit in [units]"),
-                  f"healer deploy polkit > {polkit} (after changing [units] or the policies)")
     agent = systemd.unit_state(AGENT)
+    loaded = agent.load_state == "loaded"
+    user = (agent.user or "root") if loaded else pwd.getpwuid(os.geteuid()).pw_name
+    yield _polkit(polkit, granted, user)
     for folder in (config.paths.state_dir, config.paths.audit_log.parent):
         owner = _owner(folder) if folder.exists() else None
-        good = owner is not None and owner == (agent.user or "root")
-        yield _ok("folders", str(folder), good,
-                  f"owned by {owner}" if owner else "does not exist",
-                  f"install -d -o {agent.user or 'root'} -m 0750 {folder}")
-    yield _ok("watchdog", AGENT, agent.watchdog_us > 0,
-              f"WatchdogSec={agent.watchdog_us / 1e6:g}s",
-              "WatchdogSec=30 in healer.service (deploy/healer.service has it): systemd "
-              "restarts an agent that hangs")
+        yield _ok("folders", str(folder), owner == user,
+                  f"owned by {owner}, healer runs as {user}" if owner else "does not exist",
+                  f"install -d -o {user} -m 0750 {folder}")
+    # systemd says the watchdog of a running unit only; else its files say what it will be
+    watchdog = agent.watchdog_us / 1e6 if agent.active_state == ActiveState.ACTIVE \
+        else _watchdog_sec(agent.unit_files)
+    yield _ok("watchdog", AGENT, watchdog > 0,
+              f"WatchdogSec={watchdog:g}s" if loaded else f"{AGENT} is not installed",
+              f"install deploy/healer.service as {AGENT} (WatchdogSec=120): systemd restarts "
+              "an agent that hangs")
+
+
+_SPAN = re.compile(r"^\s*WatchdogSec\s*=\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$", re.MULTILINE)
+_SPAN_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+
+
+def _watchdog_sec(files: tuple[str, ...]) -> float:
+    """The last WatchdogSec= of a unit's files (the fragment, then its drop-ins), in seconds."""
+    found = 0.0
+    for name in files:
+        try:
+            text = safefile.read_capped(Path(name), MAX_UNIT_FILE).decode(errors="replace")
+        except OSError:
+            continue
+        for number, unit in _SPAN.findall(text):
+            found = float(number) * _SPAN_UNITS.get(unit or "s", 1)
+    return found
+
+
+def _polkit(rule: Path, granted: Iterable[str], user: str) -> Check:
+    """The rule `healer deploy polkit` prints, installed, naming each unit a policy acts on."""
+    if user == "root":
+        return Check("polkit", "healer", Verdict.NOT_APPLICABLE, "healer runs as root: polkit "
+                     "lets root manage units without a rule")
+    try:
+        text = rule.read_text(errors="replace")
+    except FileNotFoundError:
+        return Check("polkit", "healer", Verdict.CRITICAL, f"no {rule}",
+                     f"healer deploy polkit > {rule}")
+    except OSError as exc:
+        return Check("polkit", "healer", Verdict.UNKNOWN, f"cannot read {rule}: {exc.strerror}",
+                     "run doctor as root to check the rule polkit has for the agent's user")
+    missing = [u for u in granted if f'"{u}"' not in text]
+    return _ok("polkit", "healer", not missing,
+               f"{rule} names " + (f"none of {', '.join(missing)}" if missing
+                                   else "every unit a policy acts on"),
+               f"healer deploy polkit > {rule} (after changing [units] or the policies)")
 
 
 def examine(config: Config, systemd: Systemd, control: ControlProbe, rules: list[Rule]
@@ -197,7 +229,9 @@ def examine(config: Config, systemd: Systemd, control: ControlProbe, rules: list
         checks += unit(state, limits.get(state.name, config.thresholds.task_time_limit),
                        config.thresholds.memory_mb)
     checks.append(schedule(config, beat))
-    checks += deployment(config, systemd, grants(config, rules)[0])
+    granted = grants(config, rules)[0]
+    ids = unit_ids(systemd, list(granted)) if config.systemd.bus == "system" else {}
+    checks += deployment(config, systemd, [ids.get(u, u) for u in granted])
     return checks
 
 

@@ -174,6 +174,8 @@ class Event(Word):
     TORN_TAIL_SET_ASIDE = "torn_tail_set_aside"
     AUDIT_STARTED = "audit_started"
     AUDIT_FILE_STARTED = "audit_file_started"
+    DRILL_STARTED = "drill_started"
+    DRILL_ENDED = "drill_ended"
 
 
 class AlertStatus(Word):

@@ -104,7 +104,22 @@ class ControlProbe:
 
     def _call(self, command: str, arguments: dict[str, Any], destination: list[str]
               ) -> list[dict[str, Any]]:
-        """The replies of the named nodes to a command, waiting for at most one from each."""
+        """The replies of the named nodes to a command, waiting for at most one from each.
+
+        A kept connection the broker closed (it restarted since) is dropped and the command
+        sent once more on a new one; a second failure is the broker's answer.
+        """
+        kept = self._connection is not None
+        try:
+            return self._send(command, arguments, destination)
+        except Exception:
+            if not kept:
+                raise
+        return self._send(command, arguments, destination)
+
+    def _send(self, command: str, arguments: dict[str, Any], destination: list[str]
+              ) -> list[dict[str, Any]]:
+        """One try; a connection that failed is dropped."""
         try:
             replies: list[dict[str, Any]] | None = self._bound().call(
                 destination, command, arguments, timeout=self._timeout)
@@ -118,6 +133,11 @@ class ControlProbe:
         connection, self._connection = self._connection, None
         with contextlib.suppress(Exception):
             connection.collect()
+
+    def command(self, command: str, arguments: dict[str, Any], nodes: list[str]
+                ) -> list[dict[str, Any]]:
+        """A control command (``cancel_consumer``, say) to the named nodes; their replies."""
+        return self._call(command, arguments, nodes)
 
     def settings(self, nodes: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
         """Each node that answers: its settings (``inspect conf``, defaults too), its report."""

@@ -37,5 +37,8 @@ class Liveness:
         workers = tuple(self._systemd.unit_state(n) for n in self._config.units.workers)
         nodes = {name: unit.name for name, unit, _ in
                  nodes_of(workers, layouts(workers, self._config), self._config.celery.nodes)}
-        replied = self._celery.ask(nodes, backlog=False).replied or ()
+        try:
+            replied = self._celery.ask(nodes, backlog=False).replied or ()
+        except Exception:  # the broker went away again: no node answers now
+            replied = ()
         return list(dict.fromkeys(unit for node, unit in nodes.items() if node not in replied))

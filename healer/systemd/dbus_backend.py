@@ -287,7 +287,7 @@ class DBusSystemd:
             kill_mode=str(service.get("KillMode", "")),
             timeout_stop_us=_known(service.get("TimeoutStopUSec")),
             memory_max=_known(service.get("MemoryMax")),
-            watchdog_us=int(service.get("WatchdogUSec", 0)),
+            watchdog_us=_known(service.get("WatchdogUSec")) or 0,
             user=str(service.get("User", "")),
         )
 

@@ -166,6 +166,37 @@ def test_shipped_unit_runs_as_its_own_user_and_heals_by_itself(system: SystemSta
         system.manager.systemctl("disable", "--now", unit)
 
 
+def own_checks(system: SystemStack, path: str) -> dict[tuple[str, str], str]:
+    """`healer doctor --json` as root (who can read rules.d): each check of healer's install."""
+    result = system.healer("doctor", "--json", config=path, check=False, user="root")
+    checks = json.loads(result.stdout)["checks"]
+    return {(c["check"], c["subject"]): f'{c["verdict"]}: {c["says"]}' for c in checks
+            if c["check"] in {"polkit", "folders", "watchdog"}}
+
+
+@pytest.mark.parametrize("undo", ["none", "polkit", "folders", "watchdog"])
+def test_doctor_checks_healers_own_install(system: SystemStack, undo: str) -> None:
+    """Rule, folders and agent unit as the README installs them: ok; each undone alone: flagged."""
+    unit = "/etc/systemd/system/healer.service"
+    shipped = (PROJECT / "deploy" / "healer.service").read_text()
+    system.manager.write(unit, shipped.replace("WatchdogSec=120\n", "")
+                         if undo == "watchdog" else shipped)
+    system.manager.systemctl("daemon-reload")
+    path = config(system, "doctor")
+    if undo == "polkit":
+        system.remove_rule()
+    if undo == "folders":
+        system.manager.run("chown", "root", "/var/lib/healer-doctor")
+    try:
+        verdicts = own_checks(system, path)
+    finally:
+        system.manager.path(unit).unlink()
+        system.manager.systemctl("daemon-reload")
+    flagged = {check for (check, _), said in verdicts.items() if not said.startswith("ok")}
+    assert flagged == (set() if undo == "none" else {undo}), verdicts
+    assert len(verdicts) == 4  # the rule, two folders, the watchdog
+
+
 HIDDEN = ("ProbeError: process {pid} runs but /proc does not show it to healer "
           "(ProtectProc= or hidepid=)")
 
