@@ -125,7 +125,7 @@ def schedule(config: Config, beat: UnitState | None) -> Check:
                      "let healer's user write it (group celery, mode 0660), or clear_beat_"
                      "schedule cannot move it aside")
     owner = _owner(target)
-    if beat.user and owner not in {beat.user, "root"} and not target.stat().st_mode & 0o022:
+    if beat.user and owner != beat.user and not target.stat().st_mode & 0o022:
         return Check("beat_schedule", beat.name, Verdict.WARNING,
                      f"{target} is {owner}'s; beat runs as {beat.user}",
                      f"chown {beat.user} {target}, or make it group-writable")

@@ -19,7 +19,8 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from healer.errors import ActionError, ConfigError
+from healer.doctor import AGENT
+from healer.errors import ActionError, ConfigError, HealerError
 from healer.guard.guard import active_pause
 from healer.vocabulary import ActiveState, Event, Outcome, Scenario
 
@@ -42,7 +43,6 @@ DRILLS: dict[str, tuple[str, Scenario]] = {
     "queue-consumer-cancel": ("worker", Scenario.WORKER_NOT_CONSUMING),
 }
 EXIT_HEALED, EXIT_NOT_HEALED, EXIT_REFUSED = 0, 1, 2
-AGENT = "healer.service"
 TRUNCATED = b"\x80\x04"  # a pickle cut short: unpickled, EOFError, which beat does not repair
 POLL = 1.0
 DBM_SUFFIXES = ("", ".db", ".dat", ".dir", ".bak")  # the files a shelve may keep
@@ -117,6 +117,11 @@ class Drill:
             self.control.command("cancel_consumer", {"queue": queue}, [node])
             self._undo.append(lambda: self._add_consumer(node, queue))
 
+    def _put_back(self) -> None:
+        """Undo what the drill changed, last change first."""
+        while self._undo:
+            self._undo.pop()()
+
     def _start(self, unit: str) -> None:
         if self.systemd.unit_state(unit).active_state != ActiveState.ACTIVE:
             self.systemd.job("start", unit, 30.0)
@@ -170,7 +175,10 @@ class Drill:
         incident = None
         while self.clock.time() - started < timeout and healed is None:
             if not agent:
-                self.pipeline.run_once()
+                try:
+                    self.pipeline.run_once()
+                except HealerError as exc:  # one pass that could not run; the next may
+                    self.say(f"a pass failed: {exc}")
             for record in _records(self.config.paths.audit_log, offset):
                 if record.get("event") == Event.INCIDENT_OPENED and incident is None and \
                         record.get("scenario") == scenario and record.get("unit") in {unit, None}:
@@ -190,19 +198,27 @@ class Drill:
         offset = log.stat().st_size if log.exists() else 0
         started = self.clock.time()
         self.pipeline.audit.record(Event.DRILL_STARTED, None, drill=name, unit=target,
-                          timeout_s=timeout)
+                                   timeout_s=timeout)
         self.say(f"healer drill {name} on {target}: injecting the fault")
         try:
             self.inject(name, target)
-        except OSError as exc:
-            raise ActionError(f"drill {name} on {target}: {exc.strerror or exc}") from exc
-        detected, healed = self.watch(name, target, started, timeout, offset)
+            detected, healed = self.watch(name, target, started, timeout, offset)
+        except BaseException as exc:  # a failure or ^C midway: what was changed goes back first
+            self._put_back()
+            if isinstance(exc, Exception) and not isinstance(exc, HealerError):  # kill, kombu
+                raise ActionError(f"drill {name} on {target}: {type(exc).__name__}: {exc}"
+                                  ) from exc
+            raise
         restored = healed is None
-        for step in reversed(self._undo if restored else self._done):
-            step()
+        if restored:
+            self._put_back()
+        else:
+            for tidy in self._done:
+                tidy()
         self.pipeline.audit.record(Event.DRILL_ENDED, None, drill=name, unit=target,
-                          outcome=Outcome.NOT_HEALED if restored else Outcome.HEALED,
-                          detect_s=_round(detected), heal_s=_round(healed), restored=restored)
+                                   outcome=Outcome.NOT_HEALED if restored else Outcome.HEALED,
+                                   detect_s=_round(detected), heal_s=_round(healed),
+                                   restored=restored)
         seen = f"detected after {detected:.1f}s" if detected is not None else "never detected"
         if restored:
             self.say(f"healer drill {name}: NOT HEALED within {timeout:g}s ({seen}); what the "

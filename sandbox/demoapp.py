@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+import kombu
 from celery import Celery
 
 app = Celery("demoapp", broker=os.environ.get("HEALER_DEMO_BROKER", "redis://127.0.0.1:6379/0"))
@@ -18,6 +19,8 @@ app.conf.update(
 # HEALER_DEMO_CONF="task_acks_late=true,worker_prefetch_multiplier=1": settings for a test
 app.conf.update({key: json.loads(value) for key, _, value in (
     pair.partition("=") for pair in os.environ.get("HEALER_DEMO_CONF", "").split(",") if pair)})
+if os.environ.get("HEALER_DEMO_KOMBU"):  # the version `inspect report` gives, as an old install
+    kombu.__version__ = os.environ["HEALER_DEMO_KOMBU"]
 
 
 @app.task(name="demoapp.tick")

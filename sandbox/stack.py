@@ -132,16 +132,17 @@ class CeleryStack(Deployment):
         ))
 
     def write_worker(self, unit: str = WORKER, node: str = NODE, log: str = "celery.log",
-                     options: str = "-E", conf: str = "", service: str = "") -> None:
+                     options: str = "-E", service: str = "", **demo: str) -> None:
         """Write a worker unit (by default the stack's own, as it was at the start).
 
-        ``conf`` sets the app's settings (demoapp's HEALER_DEMO_CONF); ``service`` adds lines
-        to [Service] (they win over the defaults).
+        ``service`` adds lines to [Service] (they win over the defaults); ``demo`` sets
+        demoapp's variables: ``conf`` its settings (HEALER_DEMO_CONF), ``kombu`` the kombu
+        version it reports (HEALER_DEMO_KOMBU).
         """
         self.manager.write_unit(unit, self._unit(
             "Celery worker", worker_command(sys.executable, node, options=options), log=log,
-            after=self.broker_unit, journal=self.journald,
-            environment={"HEALER_DEMO_CONF": conf} if conf else None, service=service,
+            after=self.broker_unit, journal=self.journald, service=service,
+            environment={f"HEALER_DEMO_{k.upper()}": v for k, v in demo.items() if v},
         ))
 
     def add_worker(self, unit: str, node: str, options: str = "-E") -> None:
