@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from healer.audit import anchor
@@ -78,9 +78,13 @@ def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None)
     tiers = Tiers(tuple(Webhook(t.webhook, t.format, t.routing_key, hook.timeout, hook.attempts,
                                 clock.sleep) for t in hook.all_tiers()))
     return World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
-                 celery=ControlProbe(config.celery.broker_url, config.celery.ping_timeout,
-                                     clock),
+                 celery=control(config, clock),
                  notifier=tiers if tiers.webhooks else None, clock=clock, events=events)
+
+
+def control(config: Config, clock: Clock) -> ControlProbe:
+    """The workers' control API over the broker (connects on first use)."""
+    return ControlProbe(config.celery.broker_url, config.celery.ping_timeout, clock)
 
 
 def redactor(config: Config) -> Redactor:
@@ -158,9 +162,7 @@ def doctor(config: Config, rules: list[Rule], clock: Clock) -> list[Check]:
     from healer.doctor import examine  # noqa: PLC0415 - only the doctor command needs it
     from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
 
-    return examine(config, DBusSystemd(config.systemd.bus, clock),
-                   ControlProbe(config.celery.broker_url, config.celery.ping_timeout, clock),
-                   rules)
+    return examine(config, DBusSystemd(config.systemd.bus, clock), control(config, clock), rules)
 
 
 def drill(config: Config, rules: list[Rule], clock: Clock, say: Callable[[str], None]
@@ -168,8 +170,7 @@ def drill(config: Config, rules: list[Rule], clock: Clock, say: Callable[[str], 
     """``healer drill`` on the real host: its pass, systemd and the workers' control API."""
     from healer.drill import Drill  # noqa: PLC0415 - only the drill command needs it
 
-    world = real_world(config, clock)
-    return Drill(config, world.systemd, ControlProbe(config.celery.broker_url,
-                                                     config.celery.ping_timeout, clock),
-                 pipeline(config, world, rules), clock, say)
+    probe = control(config, clock)  # the drill's commands and its passes share one connection
+    world = replace(real_world(config, clock), celery=probe)
+    return Drill(config, world.systemd, probe, pipeline(config, world, rules), clock, say)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from healer import safefile
 from healer.deploy.polkit import grants, unit_ids
-from healer.probes.prober import layouts, nodes_of
+from healer.probes.prober import expected_nodes
 from healer.vocabulary import ActiveState, Verdict
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def examine(config: Config, systemd: Systemd, control: ControlProbe, rules: list
     """Every check, in order: the app on each node, the worker units, beat, healer."""
     workers = tuple(systemd.unit_state(name) for name in config.units.workers)
     beat = systemd.unit_state(config.units.beat) if config.units.beat else None
-    expected = nodes_of(workers, layouts(workers, config), config.celery.nodes)
+    expected = expected_nodes(workers, config)
     argv = {name: state.argv for name, state, _ in expected}
     try:
         settings = control.settings(sorted(argv)) if argv else {}

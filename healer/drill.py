@@ -131,10 +131,9 @@ class Drill:
 
     def _consumer(self, unit: str) -> tuple[str, str]:
         """The node the worker unit runs, and the first queue of [celery]."""
-        from healer.probes.prober import layouts, nodes_of  # noqa: PLC0415
+        from healer.probes.prober import expected_nodes  # noqa: PLC0415
 
-        state = self.systemd.unit_state(unit)
-        found = nodes_of((state,), layouts((state,), self.config), self.config.celery.nodes)
+        found = expected_nodes((self.systemd.unit_state(unit),), self.config)
         if not found:
             raise Refused(f"no Celery node found for {unit}; set [celery] nodes")
         return found[0][0], self.config.celery.queues[0]

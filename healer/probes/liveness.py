@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from healer.probes.prober import layouts, nodes_of
+from healer.probes.prober import expected_nodes
 
 if TYPE_CHECKING:
     from healer.config import Config
@@ -36,7 +36,7 @@ class Liveness:
             return []
         workers = tuple(self._systemd.unit_state(n) for n in self._config.units.workers)
         nodes = {name: unit.name for name, unit, _ in
-                 nodes_of(workers, layouts(workers, self._config), self._config.celery.nodes)}
+                 expected_nodes(workers, self._config)}
         try:
             replied = self._celery.ask(nodes, backlog=False).replied or ()
         except Exception:  # the broker went away again: no node answers now

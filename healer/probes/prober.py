@@ -80,6 +80,12 @@ def nodes_of(workers: tuple[UnitState, ...], layouts: Mapping[str, Layout],
             for n in layouts.get(u.name, Layout(u.name)).nodes]
 
 
+def expected_nodes(workers: tuple[UnitState, ...], config: Config
+                   ) -> list[tuple[str, UnitState, str | None]]:
+    """Each node the worker units should run (name, unit, pid file), as a look finds them."""
+    return nodes_of(workers, layouts(workers, config), config.celery.nodes)
+
+
 def layouts(workers: tuple[UnitState, ...], config: Config) -> dict[str, Layout]:
     """What each worker unit tells of its nodes and log (unread when the config says both)."""
     if config.celery.nodes is not None and config.celery.worker_log is not None:

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from celery import Celery
 
+from healer.doctor import AGENT
 from sandbox.base import wait_until
 from sandbox.stack import CeleryStack, free_port
-
-AGENT = "healer.service"
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

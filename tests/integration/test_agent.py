@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from healer.doctor import AGENT
 from healer.state import StateStore
 from sandbox.base import wait_until
 from sandbox.stack import WORKER, CeleryStack, free_port
 from tests.conftest import audit_records, healer
-from tests.integration.conftest import AGENT, client, metrics, start_agent
+from tests.integration.conftest import client, metrics, start_agent
 
 pytestmark = pytest.mark.integration
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from healer.doctor import AGENT
 from sandbox.base import wait_until
 from sandbox.stack import WORKER, CeleryStack
 from tests.conftest import audit_records, healer
-from tests.integration.conftest import AGENT, client, start_agent
+from tests.integration.conftest import client, start_agent
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
