@@ -150,12 +150,15 @@ def load_file(path: Path) -> list[Rule]:
 
 def load_policies(path: Path) -> list[Rule]:
     """All rules of a policy file, or of every *.yaml file in a folder, in file-name order."""
-    if path.is_dir():
-        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-    elif path.exists():
-        files = [path]
-    else:
-        raise ConfigError(f"{path}: no such policy file or folder")
+    try:
+        if path.is_dir():
+            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        elif path.exists():
+            files = [path]
+        else:
+            raise ConfigError(f"{path}: no such policy file or folder")
+    except OSError as exc:  # a name too long, a folder that cannot be listed
+        raise ConfigError(f"{path}: cannot read policy: {exc.strerror or exc}") from exc
     rules: list[Rule] = []
     seen: dict[str, Path] = {}
     for file in files:

@@ -97,6 +97,13 @@ def test_missing_policy_path_is_error(tmp_path: Path) -> None:
     assert str(info.value).startswith(str(missing))
 
 
+def test_a_policy_path_the_system_cannot_look_up_is_error(tmp_path: Path) -> None:
+    """A name longer than the file system allows is a ConfigError naming it, not a crash."""
+    long = tmp_path / ("x" * 5000)
+    with pytest.raises(ConfigError, match="cannot read policy: File name too long"):
+        load_policies(long)
+
+
 def test_empty_file_has_no_rules(tmp_path: Path) -> None:
     """An empty policy file is valid and holds no rules."""
     assert load_file(write(tmp_path, "")) == []
