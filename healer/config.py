@@ -273,6 +273,39 @@ class AgentConfig(Section, frozen=True):
     metrics_textfile: Path | None = None
 
 
+def _store_url(value: object) -> str:
+    """The Redis URL of the fleet's store; the message never repeats it (it may hold a secret)."""
+    value = _broker_url(value)
+    if urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ValueError("the fleet's store is a Redis URL (redis://, rediss://, unix://)")
+    return value
+
+
+if TYPE_CHECKING:
+    StoreUrl = str
+else:
+    StoreUrl = codec.parsed(str, "StoreUrl", _store_url, {"type": "string"})
+KeyPart = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")]
+
+
+class FleetConfig(Section, frozen=True):
+    """Many hosts, one budget: coordination through a Redis store (optional).
+
+    A storm is at least ``storm_min_hosts`` and more than ``storm_share`` of the live hosts
+    unhealthy at once. While the store cannot be reached, ``fallback_budget_per_hour`` is
+    the local budget.
+    """
+
+    store: StoreUrl
+    name: KeyPart = "default"
+    host_id: KeyPart | None = None  # the hostname
+    budget_per_hour: Annotated[int, count(100_000)] = 30
+    fallback_budget_per_hour: Annotated[int, count(10_000, least=0)] = 3
+    storm_share: Annotated[float, finite(1)] = 0.5
+    storm_min_hosts: Annotated[int, count(100_000)] = 3
+    heartbeat_ttl: Annotated[float, finite(DAY, least=1, inclusive=True)] = 30
+
+
 class Config(Section, frozen=True):
     """The whole configuration file."""
 
@@ -290,6 +323,13 @@ class Config(Section, frozen=True):
     guard: GuardConfig = GuardConfig()
     escalation: EscalationConfig = EscalationConfig()
     agent: AgentConfig = AgentConfig()
+    fleet: FleetConfig | None = None
+
+    def __post_init__(self) -> None:
+        """A heartbeat must outlive the interval between two passes, or hosts look gone."""
+        if self.fleet and self.fleet.heartbeat_ttl <= self.agent.interval:
+            raise ValueError(f"fleet: heartbeat_ttl ({self.fleet.heartbeat_ttl:g}s) must be "
+                             f"longer than agent.interval ({self.agent.interval:g}s)")
 
 
 def _resolve(base: Path, path: Path) -> Path:

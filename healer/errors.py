@@ -10,6 +10,7 @@
     │   ├── SystemdError     systemd answered a D-Bus call with an error (its name kept)
     │   └── JobFailed        a systemd job ended in a result other than done/skipped, or timed out
     ├── StateError           the state store could not be read or written
+    ├── FleetUnreachable     the fleet's coordination store did not answer
     └── NotifyError          an escalation could not be delivered
 
 Lower-level errors (dbus, redis, OS) are translated at the boundary with ``raise ... from exc``.
@@ -36,6 +37,10 @@ class ProbeError(HealerError):
 
 class BusUnavailable(ProbeError):
     """No D-Bus connection to systemd could be made."""
+
+
+class FleetUnreachable(HealerError):
+    """The fleet's store (Redis) could not be reached; the agent falls back to its own guard."""
 
 
 class ActionError(HealerError):

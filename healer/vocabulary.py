@@ -50,6 +50,7 @@ class Scenario(Word):
     DATABASE_UNREACHABLE = "database_unreachable"
     CRITICAL_TASK_STALLED = "critical_task_stalled"
     TASK_STUCK = "task_stuck"
+    FLEET_STORM = "fleet_storm"  # too many hosts unhealthy at once; one host escalates it
 
 
 class FindingKey:
@@ -143,9 +144,11 @@ class Outcome(Word):
     UNDELIVERED = "undelivered"
     EXPIRED = "expired"  # an escalation's notice that was never delivered in its time
     ALREADY_ESCALATED = "already_escalated"
-    # the storm guard switching
+    # the storm guard switching, the fleet's store lost and found
     ON = "on"
     OFF = "off"
+    DOWN = "down"
+    UP = "up"
 
 
 ACTED = frozenset({Outcome.HEALED, Outcome.NOT_HEALED, Outcome.FAILED, Outcome.DENIED})
@@ -168,6 +171,7 @@ class Event(Word):
     BREAKER_OPENED = "breaker_opened"
     BREAKER_CLOSED = "breaker_closed"
     STORM_GUARD = "storm_guard"
+    FLEET_STORE = "fleet_store"
     PAUSED = "paused"
     RESUMED = "resumed"
     ACTION_INTERRUPTED = "action_interrupted"
