@@ -71,7 +71,10 @@ def summary(report: PassReport) -> str:
     wrong += [f"{probe} probe failed" for probe in report.probe_errors]
     state = "unhealthy: " + ", ".join(wrong) if wrong else "healthy"
     unwatched = [f"not watching {', '.join(report.unwatched)}"] if report.unwatched else []
-    return "; ".join([state, *acted][:4] + unwatched)
+    fleet = report.fleet
+    lost = [f"fleet store unreachable: local budget of {fleet.budget_per_hour} per hour"
+            ] if fleet and not fleet.reachable else []
+    return "; ".join(lost + [state, *acted][:4] + unwatched)
 
 
 @dataclass

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from healer.config import Config
     from healer.doctor import Check
     from healer.drill import Drill
+    from healer.fleet import Fleet
     from healer.notify.escalator import Notifier
     from healer.policy.models import Rule
     from healer.probes.broker import BrokerProbe
@@ -66,6 +67,7 @@ class World:
     new_id: Callable[[], str] = new_id
     host: str = field(default_factory=socket.gethostname)
     events: CeleryEvents | None = None
+    fleet: Fleet | None = None  # the fleet's store, with [fleet]
     process_state: Callable[[int, str], str | None] = process.node_state  # /proc state letter
 
 
@@ -77,9 +79,19 @@ def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None)
     hook = config.escalation
     tiers = Tiers(tuple(Webhook(t.webhook, t.format, t.routing_key, hook.timeout, hook.attempts,
                                 clock.sleep) for t in hook.all_tiers()))
-    return World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
-                 celery=control(config, clock),
-                 notifier=tiers if tiers.webhooks else None, clock=clock, events=events)
+    world = World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
+                  celery=control(config, clock),
+                  notifier=tiers if tiers.webhooks else None, clock=clock, events=events)
+    return replace(world, fleet=fleet(config, world.host))
+
+
+def fleet(config: Config, host: str) -> Fleet | None:
+    """The host's connection to the fleet's store (connects on first use); None alone."""
+    if config.fleet is None:
+        return None
+    from healer.fleet import Fleet  # noqa: PLC0415 - limits loads only for a fleet
+
+    return Fleet(config.fleet, host, config.guard.breaker_cooldown)
 
 
 def control(config: Config, clock: Clock) -> ControlProbe:
@@ -90,7 +102,8 @@ def control(config: Config, clock: Clock) -> ControlProbe:
 def redactor(config: Config) -> Redactor:
     """The redaction for a config: the patterns, the broker's and webhook's secrets, the key."""
     tiers = config.escalation.all_tiers()
-    return Redactor.knowing(urls=(config.celery.broker_url, *(t.webhook for t in tiers)),
+    store = config.fleet.store if config.fleet else None
+    return Redactor.knowing(urls=(config.celery.broker_url, store, *(t.webhook for t in tiers)),
                             secrets=tuple(t.routing_key for t in tiers))
 
 
@@ -142,6 +155,7 @@ def pipeline(config: Config, world: World, policy: list[Rule]) -> Pipeline:
         new_id=world.new_id,
         thresholds=thresholds(config),
         broker_unit=config.units.broker,
+        fleet=world.fleet,
     )
 
 
@@ -162,7 +176,8 @@ def doctor(config: Config, rules: list[Rule], clock: Clock) -> list[Check]:
     from healer.doctor import examine  # noqa: PLC0415 - only the doctor command needs it
     from healer.systemd.dbus_backend import DBusSystemd  # noqa: PLC0415 - GLib loads on use
 
-    return examine(config, DBusSystemd(config.systemd.bus, clock), control(config, clock), rules)
+    return examine(config, DBusSystemd(config.systemd.bus, clock), control(config, clock), rules,
+                   fleet(config, socket.gethostname()))
 
 
 def drill(config: Config, rules: list[Rule], clock: Clock, say: Callable[[str], None]

@@ -376,6 +376,15 @@ class ActionReport(Frozen, frozen=True):
                    outcome=outcome, detail=detail, dry_run=dry_run)
 
 
+class FleetReport(Frozen, frozen=True):
+    """The fleet as the pass last saw it: the store reached or not, its live and sick hosts."""
+
+    reachable: bool
+    hosts: int = 0
+    unhealthy: int = 0
+    budget_per_hour: int = 0  # the fleet's, or the local fallback while the store is lost
+
+
 class PassReport(Frozen, frozen=True):
     """One pass: what was found, what was done, and what is still wrong at the end.
 
@@ -396,6 +405,7 @@ class PassReport(Frozen, frozen=True):
     outbox: int = 0
     queues: dict[str, int] = {}
     nodes_up: dict[str, bool] = {}
+    fleet: FleetReport | None = None  # None without [fleet]
 
     @property
     def healthy(self) -> bool:

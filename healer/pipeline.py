@@ -17,24 +17,38 @@ window to end. The broker first and the storm guard still apply, over what is be
 too; while the broker's own step verifies, everything else waits.
 Every look is folded into the state's history here (``healer.history``); the guard, the
 executor and the escalator only answer, and the pass applies what they decided.
+
+With a fleet (``healer.fleet``), the pass publishes its unhealthy units and reads the fleet's
+before it decides on workers and beat, and asks again before each step: in a fleet storm they
+are held on every host (but for one trial step per cool-down, fleet-wide), the host holding the
+lease escalates the storm once, and every step takes one action from the fleet's budget. When the
+store cannot be reached, the local fallback budget applies, said once in the audit log. The broker
+is decided before any of this and never waits on the store (its Redis may be what is down).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from healer import history
 from healer.detectors import DETECTORS, detect
-from healer.errors import ActionError, BusUnavailable, JobFailed, ProbeError, SystemdError
+from healer.errors import (
+    ActionError,
+    BusUnavailable,
+    FleetUnreachable,
+    JobFailed,
+    ProbeError,
+    SystemdError,
+)
 from healer.guard import ratelimit
-from healer.guard.guard import active_pause
-from healer.model import ActionReport, Diagnosis, Finding, PassReport
+from healer.guard.guard import Ruling, active_pause
+from healer.model import ActionReport, Diagnosis, Finding, FleetReport, PassReport
 from healer.notify.escalator import key_of
 from healer.notify.webhook import RESOLVED
 from healer.state import Breaker, Incident, InFlight, State
-from healer.vocabulary import ACTED, Event, Outcome, Scenario
+from healer.vocabulary import ACTED, Event, FindingKey, Outcome, Scenario, Severity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,6 +56,7 @@ if TYPE_CHECKING:
     from healer.audit.log import AuditLog
     from healer.clock import Clock
     from healer.executor.executor import Executor
+    from healer.fleet import Fleet, View
     from healer.guard.guard import Guard
     from healer.model import Snapshot, Thresholds, UnitState
     from healer.notify.escalator import Escalator
@@ -49,10 +64,11 @@ if TYPE_CHECKING:
     from healer.policy.models import Rule, Step
     from healer.probes.prober import Prober
     from healer.state import StateStore
-    from healer.vocabulary import FindingKey
 
 _ORDER = [d.__module__.rsplit(".", 1)[-1] for d in DETECTORS]  # broker, workers, ..., beat
 RESEND = 60.0  # seconds between re-sends to a tier that expects them (Prometheus's resend delay)
+FLEET_STORM = FindingKey(Scenario.FLEET_STORM, None)
+T = TypeVar("T")
 
 
 def _mark(unit: UnitState) -> tuple[str, int]:
@@ -69,6 +85,12 @@ class _Doing:
     found: list[Finding] = field(default_factory=list)  # found while a step verified
     reports: list[ActionReport] = field(default_factory=list)  # decided then
     last: Snapshot | None = None  # the last look
+    sick: set[str] = field(default_factory=set)  # this host's unhealthy units, as published
+    view: View | None = None  # the fleet, as last read
+    fresh: bool = False  # no step has run since it was read
+    fleet_lost: bool = False  # the fleet's store failed in this pass: not asked again
+    storm: Finding | None = None  # the fleet's storm, when this host escalates it
+    trial: FindingKey | None = None  # the one step this host may try in the fleet's storm
 
 
 @dataclass
@@ -88,6 +110,7 @@ class Pipeline:
     broker_unit: str | None = None
     tiers: tuple[float, ...] = ()  # each escalation tier's ``after``
     resending: frozenset[int] = frozenset()  # the tiers told again while the incident is open
+    fleet: Fleet | None = None  # without [fleet]: this host alone
     _stale: bool = field(default=False, init=False)  # a step may have changed the world
     _doing: _Doing = field(default_factory=_Doing, init=False)
 
@@ -116,6 +139,9 @@ class Pipeline:
             findings += [f for f in self._doing.found if f.key not in known]
             final = self._look(state) if self._stale else latest
             remaining = detect(final) if final is not latest else current
+            storm = [self._doing.storm] if self._doing.storm else []
+            findings += storm
+            remaining += storm
             if not dry_run:
                 if not final.probe_errors:  # nothing is resolved on what a probe could not see
                     self._close_incidents(state, remaining)
@@ -131,7 +157,18 @@ class Pipeline:
                           storm=state.storm is not None, outbox=len(state.outbox),
                           queues=dict(final.broker.queues) if final.broker else {},
                           nodes_up={} if replied is None else {
-                              n.name: n.name in replied for n in final.nodes})
+                              n.name: n.name in replied for n in final.nodes},
+                          fleet=self._fleet_report(state))
+
+    def _fleet_report(self, state: State) -> FleetReport | None:
+        view = self._doing.view
+        if self.fleet is None or (view is None and state.fleet_down is None):
+            return None  # alone, or a dry run: the fleet was not asked
+        config = self.fleet.config
+        if state.fleet_down is not None or view is None:
+            return FleetReport(reachable=False, budget_per_hour=config.fallback_budget_per_hour)
+        return FleetReport(reachable=True, hosts=view.hosts, unhealthy=view.unhealthy,
+                           budget_per_hour=config.budget_per_hour)
 
     def diagnose(self) -> Diagnosis:
         """Probe and detect, act on nothing; the probes' history is kept for the next pass.
@@ -210,6 +247,8 @@ class Pipeline:
         Every tier the incident was escalated to is told, in its own form.
         """
         still = {f.key for f in remaining}
+        if self._doing.fleet_lost:  # the fleet's storm is not over for what could not be read
+            still.add(FLEET_STORM)
         for key in [k for k in state.incidents if k not in still]:
             incident = state.incidents.pop(key)
             dropped = key.unit is not None and key.unit not in self.guard.allowed_units
@@ -232,6 +271,43 @@ class Pipeline:
 
         Returns the reports, and the latest look with what was found in it.
         """
+        reports, snapshot, findings = self._broker(state, snapshot, findings, dry_run)
+        rest = sorted((f for f in self._fresh(state, findings)
+                       if f.scenario != Scenario.BROKER_UNREACHABLE),
+                      key=lambda f: _ORDER.index(f.scenario.value))
+        broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
+                          for f in findings)
+        local = self.guard.storm(rest, acting=state.acting)
+        fleet = None if dry_run else self._fleet_storm(state, rest)
+        storm = local or fleet
+        self._note_storm(state, storm, dry_run)
+        trial = bool(fleet and not local and not broker_down and
+                     any(not f.hold and f.key not in self._doing.taken for f in rest) and
+                     self._ask(state, lambda f: f.room() and f.trial()))  # one host with a try
+        self._doing.waiting = rest
+        for finding in rest:
+            if finding.key in self._doing.taken:  # decided while an earlier step verified
+                continue
+            self._doing.taken.add(finding.key)
+            if trial and not finding.hold:  # the fleet's one trial: does it heal now?
+                trial = False
+                reports += self._try(state, finding)
+            elif storm:
+                reports.append(self._decide(state, finding, Outcome.STORM, f"storm guard: {storm}"
+                               "; holding workers and beat", dry_run))
+                if local and not broker_down and not dry_run:  # the fleet's is escalated once
+                    self._notify(state, finding, f"storm guard: {storm}")
+            elif broker_down:
+                reports.append(self._decide(
+                    state, finding, Outcome.BROKER_FIRST, "the broker is unreachable: acting on it "
+                    "first; workers and beat wait for the next pass", dry_run))
+            else:
+                reports += self._remediate(state, finding, dry_run)
+        return reports, snapshot, findings
+
+    def _broker(self, state: State, snapshot: Snapshot, findings: list[Finding], dry_run: bool
+                ) -> tuple[list[ActionReport], Snapshot, list[Finding]]:
+        """Decide on the broker; when a step healed it, look again (the rest is judged afresh)."""
         reports: list[ActionReport] = []
         for finding in self._fresh(state, findings):
             if finding.scenario == Scenario.BROKER_UNREACHABLE:
@@ -242,29 +318,6 @@ class Pipeline:
             findings = detect(snapshot)
             for finding in findings:
                 self._open_incident(state, finding, dry_run)
-        rest = sorted((f for f in self._fresh(state, findings)
-                       if f.scenario != Scenario.BROKER_UNREACHABLE),
-                      key=lambda f: _ORDER.index(f.scenario.value))
-        broker_down = any(f.scenario == Scenario.BROKER_UNREACHABLE and not f.hold
-                          for f in findings)
-        storm = self.guard.storm(rest, acting=state.acting)
-        self._note_storm(state, storm, dry_run)
-        self._doing.waiting = rest
-        for finding in rest:
-            if finding.key in self._doing.taken:  # decided while an earlier step verified
-                continue
-            self._doing.taken.add(finding.key)
-            if storm:
-                reports.append(self._decide(state, finding, Outcome.STORM, f"storm guard: {storm}"
-                               "; holding workers and beat", dry_run))
-                if not broker_down and not dry_run:
-                    self._notify(state, finding, f"storm guard: {storm}")
-            elif broker_down:
-                reports.append(self._decide(
-                    state, finding, Outcome.BROKER_FIRST, "the broker is unreachable: acting on it "
-                    "first; workers and beat wait for the next pass", dry_run))
-            else:
-                reports += self._remediate(state, finding, dry_run)
         return reports, snapshot, findings
 
     def _fresh(self, state: State, findings: list[Finding]) -> list[Finding]:
@@ -293,6 +346,125 @@ class Pipeline:
         elif not self._fresh(state, findings := self._doing.waiting):
             return
         self._doing.reports += self._decide_all(state, snapshot, findings, dry_run=False)[0]
+
+    # -- the fleet ---------------------------------------------------------------------------
+
+    def _ask(self, state: State, call: Callable[[Fleet], T]) -> T | None:
+        """The fleet store's answer; None without a fleet or when the store cannot be reached.
+
+        Losing the store and finding it again are each recorded once; in a pass that lost it,
+        it is not asked again.
+        """
+        if self.fleet is None or self._doing.fleet_lost:
+            return None
+        try:
+            answer = call(self.fleet)
+        except FleetUnreachable as exc:
+            self._doing.fleet_lost = True
+            if state.fleet_down is None:
+                state.fleet_down = self.clock.time()
+                self.audit.record(Event.FLEET_STORE, None, outcome=Outcome.DOWN, reason=(
+                    f"{exc}; acting on the local fallback budget of "
+                    f"{self.fleet.config.fallback_budget_per_hour} actions per hour"))
+            return None
+        if state.fleet_down is not None:
+            self.audit.record(Event.FLEET_STORE, None, outcome=Outcome.UP, reason=(
+                f"rejoined fleet {self.fleet.config.name} after "
+                f"{self.clock.time() - state.fleet_down:.0f}s"))
+            state.fleet_down = None
+        return answer
+
+    def _heartbeat(self, state: State) -> View | None:
+        """Publish this host's sick units and read the fleet's (None: the store is lost)."""
+        spent = len(ratelimit.spent(state, self.clock.time()))
+        view = self._ask(state, lambda f: f.exchange(self._doing.sick, spent))
+        if view is not None:
+            self._doing.view, self._doing.fresh = view, True
+        return view
+
+    def _holds(self, view: View | None) -> str | None:
+        """Why the fleet's storm guard holds workers and beat, or None (standing down: not)."""
+        if view is None or view.stood_down or self.fleet is None:
+            return None
+        return view.storm(self.fleet.config)
+
+    def _fleet_storm(self, state: State, rest: list[Finding]) -> str | None:
+        """Why the fleet's storm guard holds this pass, or None.
+
+        The storm is escalated once, by the host that holds its lease, and stays open while it
+        lasts, standing down or not.
+        """
+        self._doing.sick = self.guard.sick(rest, state.acting)
+        view = self._heartbeat(state)
+        if view is None or self.fleet is None:  # no fleet, or lost: its incident stays as it is
+            return None
+        storm = view.storm(self.fleet.config)
+        if storm and self._ask(state, lambda f: f.lease()):
+            self._doing.storm = finding = Finding(
+                scenario=Scenario.FLEET_STORM, severity=Severity.CRITICAL, unit=None,
+                summary=storm, evidence={"hosts": view.hosts, "unhealthy": view.unhealthy})
+            self._open_incident(state, finding, dry_run=False)
+            self._notify(state, finding, f"storm guard: {storm}; workers and beat are held on "
+                                         "every host")
+        elif not self._doing.fleet_lost:
+            self._doing.storm = None
+        return self._holds(view)
+
+    def _try(self, state: State, finding: Finding) -> list[ActionReport]:
+        """The fleet storm's trial step: when it heals, the storm guard stands down fleet-wide.
+
+        A trial that could not act (a limit, the budget) is given back for another host.
+        """
+        self._doing.trial = finding.key
+        tried = self._remediate(state, finding, dry_run=False)
+        if any(r.outcome == Outcome.HEALED for r in tried):
+            self._ask(state, lambda f: f.stand_down())
+        elif not any(r.outcome in ACTED for r in tried):
+            self._ask(state, lambda f: f.untry())
+        return tried
+
+    def _admit(self, state: State, finding: Finding, step: Step, unit: str | None,
+               dry_run: bool) -> Ruling:
+        """The guard's ruling on the step, then the fleet's (a dry run does not ask it)."""
+        ruling = self.guard.admit(step, unit, state, self.clock.time())
+        if ruling.allowed and not dry_run and unit is not None:
+            return self._fleet_admit(state, finding, unit) or ruling
+        return ruling
+
+    def _fleet_hold(self, state: State, finding: Finding) -> Ruling | None:
+        """The fleet's storm, asked again once a step has run (its verify window took time).
+
+        Never for the broker, nor for the trial's one step.
+        """
+        trial, self._doing.trial = finding.key == self._doing.trial, None  # one step, once
+        if self.fleet is None or trial or finding.scenario == Scenario.BROKER_UNREACHABLE:
+            return None
+        storm = self._holds(self._doing.view if self._doing.fresh else self._heartbeat(state))
+        return Ruling(Outcome.STORM, f"storm guard: {storm}; holding workers and beat") \
+            if storm else None
+
+    def _fleet_admit(self, state: State, finding: Finding, unit: str) -> Ruling | None:
+        """What the fleet says of one more step: held by its storm, its budget spent, or None.
+
+        The broker's steps never ask. Without the store, the fallback budget rules.
+        """
+        if self.fleet is None or unit == self.broker_unit:
+            return None
+        config = self.fleet.config
+        if held := self._fleet_hold(state, finding):
+            return held
+        took = self._ask(state, lambda f: f.take())
+        if took is None:
+            spent = len(ratelimit.spent(state, self.clock.time()))
+            if spent < config.fallback_budget_per_hour:
+                return None
+            return Ruling(Outcome.BUDGET, f"the fleet's store is unreachable: {spent} actions in "
+                          "the last hour reach the local fallback budget of "
+                          f"{config.fallback_budget_per_hour}")
+        if took:
+            return None
+        return Ruling(Outcome.BUDGET, f"the budget of fleet {config.name} "
+                      f"({config.budget_per_hour} actions per hour) is spent")
 
     def _note_storm(self, state: State, storm: str | None, dry_run: bool) -> None:
         if dry_run or storm == state.storm:
@@ -425,7 +597,7 @@ class Pipeline:
             unit = self._target(step, finding)
             if step.action == "escalate":
                 break
-            ruling = self.guard.admit(step, unit, state, self.clock.time())
+            ruling = self._admit(state, finding, step, unit, dry_run)
             if not ruling.allowed:
                 reports.append(self._decide(state, finding, ruling.outcome, ruling.reason,
                                             dry_run, step.action, unit))
@@ -446,10 +618,16 @@ class Pipeline:
                 if report.outcome == Outcome.DENIED:  # polkit said no: escalate and hold
                     reports += self._give_up(state, finding, report.detail, dry_run)
                 return reports  # no bus: the next pass probes again
+        return self._exhausted(state, finding, rule, reports, dry_run)
+
+    def _exhausted(self, state: State, finding: Finding, rule: Rule,
+                   reports: list[ActionReport], dry_run: bool) -> list[ActionReport]:
+        """The ladder ran out: give up, unless the fleet is in a storm now (its page says it)."""
+        if not dry_run and (held := self._fleet_hold(state, finding)):
+            return [*reports, self._decide(state, finding, held.outcome, held.reason, dry_run)]
         tried = ", ".join(f"{r.action} {r.outcome}" for r in reports) or "nothing allowed"
-        reports += self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
-                                 f"({tried})", dry_run)
-        return reports
+        return reports + self._give_up(state, finding, f"ladder of rule {rule.name} exhausted "
+                                       f"({tried})", dry_run)
 
     def _give_up(self, state: State, finding: Finding, reason: str, dry_run: bool
                  ) -> list[ActionReport]:
@@ -503,6 +681,7 @@ class Pipeline:
             del state.in_flight[action_id]
             raise
         self._stale = self._stale or outcome in ACTED
+        self._doing.fresh = False  # the fleet may have changed meanwhile too
         self.audit.record(Event.ACTION_FINISHED, incident.id, outcome=outcome, detail=detail,
                            **extra, **fields)
         del state.in_flight[action_id]

@@ -111,6 +111,7 @@ class State(Stored):
     breakers: dict[FindingKey, Breaker] = field(default_factory=dict)
     pauses: dict[str, Pause] = field(default_factory=dict)
     storm: str | None = None
+    fleet_down: float | None = None  # since when the fleet's store could not be reached
     spent: list[float] = field(default_factory=list)
     in_flight: dict[str, InFlight] = field(default_factory=dict)  # by action id
     outbox: list[Notice] = field(default_factory=list)  # notifications not yet delivered

@@ -113,14 +113,19 @@ class Guard:
                       f"breaker open since incident {breaker.incident} ({breaker.reason}); "
                       f"held until `healer resume` or {left:.0f}s of cool-down")
 
+    def sick(self, findings: list[Finding], acting: Iterable[str] = ()) -> set[str]:
+        """The managed units found unhealthy (and not held), and those a step is verifying on."""
+        managed = self.allowed_units
+        return {f.unit for f in findings if f.unit in managed and f.hold is None} | \
+            managed.intersection(acting)
+
     def storm(self, findings: list[Finding], acting: Iterable[str] = ()) -> str | None:
         """Why this pass is a storm (too much unhealthy at once), or None.
 
         ``acting``: the units whose steps are verifying now; they count as unhealthy.
         """
         managed = self.allowed_units
-        sick = {f.unit for f in findings if f.unit in managed and f.hold is None}
-        sick |= managed.intersection(acting)
+        sick = self.sick(findings, acting)
         if len(sick) < self._config.storm_min_units:  # two units down on a small host is not
             return None                               # a storm
         share = len(sick) / len(managed) if managed else 0.0

@@ -17,6 +17,7 @@ from healer.config import (
     CeleryConfig,
     Config,
     EscalationConfig,
+    FleetConfig,
     GuardConfig,
     PathsConfig,
     UnitsConfig,
@@ -63,6 +64,8 @@ class Harness:
     celery: CeleryProbe | None = None
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     processes: dict[int, str] = field(default_factory=dict)  # /proc state by pid (none: unread)
+    fleet: FleetConfig | None = None
+    host: str = "host"
 
     @property
     def audit_path(self) -> Path:
@@ -82,7 +85,7 @@ class Harness:
     def config(self) -> Config:
         """The config the pipeline is built from: these units, guard and paths under root."""
         return Config(units=self.units, celery=CeleryConfig(nodes=NODES), guard=self.guard,
-                      escalation=self.escalation,
+                      escalation=self.escalation, fleet=self.fleet,
                       paths=PathsConfig(state_dir=self.root / "state",
                                         audit_log=self.audit_path))
 
@@ -91,7 +94,8 @@ class Harness:
         return compose.World(systemd=self.fake, broker=self.broker, celery=self.celery,
                              process_state=lambda pid, _group: self.processes.get(pid),
                              notifier=self.notifier, clock=self.clock, new_id=self.new_id,
-                             host="host")
+                             host=self.host,
+                             fleet=compose.fleet(self.config, self.host))
 
     def pipeline(self) -> Pipeline:
         """A fresh Pipeline over the fakes, from the composition root the CLI uses."""
