@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -367,6 +368,30 @@ def cmd_run_once(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if report.healthy else EXIT_UNHEALTHY
 
 
+def cmd_fleet_status(config: Config, args: argparse.Namespace) -> int:
+    """Each host's heartbeat, the budget left, the storm (0 ok, 1 storm or stale, 3 no store)."""
+    if config.fleet is None:
+        raise ConfigError(f"{args.config_path}: no [fleet] section: this host is in no fleet")
+    fleet = compose.fleet(config, socket.gethostname())
+    assert fleet is not None
+    status = fleet.status()
+    code = EXIT_UNHEALTHY if status.storm or status.stale else EXIT_OK
+    if args.json:
+        _show(args, {**codec.dump(status), "stale": status.stale})
+        return code
+    said = [f"storm: {status.storm}"] if status.storm else []
+    said += [f"stale: {', '.join(status.stale)}"] if status.stale else []
+    _show(args, f"fleet {status.fleet}: {'; '.join(said) or 'OK'}",
+          f"store {status.store}; budget {status.budget_left} of {status.budget_per_hour} "
+          "actions left in the last hour" + (f"; the storm is escalated by {status.lease}"
+                                             if status.lease else "")
+          + ("; the storm guard stands down (a trial healed)" if status.stood_down else ""))
+    _table(args, [("HOST", "LAST HEARTBEAT", "STATE", "UNHEALTHY", "ACTIONS (1H)")] + [
+        (h.host, f"{status.now - h.last:.0f}s ago", "live" if h.live else "stale",
+         ", ".join(h.unhealthy) or "-", str(h.actions)) for h in status.hosts])
+    return code
+
+
 def _checkup_parsers(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action
     """doctor, and drill: checking the deployment, and proving the healing on it."""
     from healer.drill import DRILLS
@@ -386,6 +411,14 @@ def _checkup_parsers(commands: Any) -> None:  # noqa: ANN401 - argparse's subpar
     drill.add_argument("--timeout", default="120s", help="how long to wait for the heal")
     drill.add_argument("--yes", action="store_true", help="yes, break it on purpose")
     drill.set_defaults(handler=cmd_drill)
+
+    fleet = commands.add_parser("fleet", help="the fleet this host shares a budget with "
+                                "([fleet])").add_subparsers(dest="fleet_command", required=True,
+                                                            metavar="COMMAND")
+    status = fleet.add_parser("status", help="each host's heartbeat, the budget left, the storm "
+                              "(exit 0 ok, 1 storm or stale hosts, 2 config, 3 store unreachable)")
+    status.add_argument("--json", action="store_true", help="print the fleet as JSON")
+    status.set_defaults(handler=cmd_fleet_status)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from healer import safefile
 from healer.deploy.polkit import grants, unit_ids
+from healer.errors import FleetUnreachable
 from healer.probes.prober import expected_nodes
 from healer.vocabulary import ActiveState, Verdict
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from healer.config import Config
+    from healer.fleet import Fleet
     from healer.model import UnitState
     from healer.policy.models import Rule
     from healer.probes.celery import ControlProbe
@@ -202,9 +204,26 @@ def _polkit(rule: Path, granted: Iterable[str], user: str) -> Check:
                f"healer deploy polkit > {rule} (after changing [units] or the policies)")
 
 
-def examine(config: Config, systemd: Systemd, control: ControlProbe, rules: list[Rule]
-            ) -> list[Check]:
-    """Every check, in order: the app on each node, the worker units, beat, healer."""
+def fleet_store(fleet: Fleet) -> Check:
+    """The fleet's store answers (the budget left, the live hosts), and whether it storms."""
+    subject = f"fleet {fleet.config.name}"
+    try:
+        status = fleet.status()
+    except FleetUnreachable as exc:
+        return Check("fleet store", subject, Verdict.CRITICAL, f"{exc}: every agent acts on its "
+                     "local fallback budget", "check [fleet] store, and that this host reaches it")
+    live = sum(h.live for h in status.hosts)
+    says = (f"{status.store} answers: {live} live host(s), {status.budget_left} of "
+            f"{status.budget_per_hour} actions left this hour")
+    if status.storm:
+        return Check("fleet store", subject, Verdict.WARNING, f"{says}; {status.storm}",
+                     "fix what the fleet's hosts share; `healer fleet status` lists them")
+    return Check("fleet store", subject, Verdict.OK, says)
+
+
+def examine(config: Config, systemd: Systemd, control: ControlProbe, rules: list[Rule],
+            fleet: Fleet | None = None) -> list[Check]:
+    """Every check, in order: the app on each node, the worker units, beat, healer, the fleet."""
     workers = tuple(systemd.unit_state(name) for name in config.units.workers)
     beat = systemd.unit_state(config.units.beat) if config.units.beat else None
     expected = expected_nodes(workers, config)
@@ -232,7 +251,7 @@ def examine(config: Config, systemd: Systemd, control: ControlProbe, rules: list
     granted = grants(config, rules)[0]
     ids = unit_ids(systemd, list(granted)) if config.systemd.bus == "system" else {}
     checks += deployment(config, systemd, [ids.get(u, u) for u in granted])
-    return checks
+    return checks + ([fleet_store(fleet)] if fleet else [])
 
 
 _RANK = {Verdict.CRITICAL: 2, Verdict.WARNING: 1, Verdict.UNKNOWN: 3}

@@ -9,13 +9,13 @@ from pathlib import Path
 from msgspec.structs import replace
 
 from healer.metrics import Metrics
-from healer.model import ActionReport, Finding, PassReport
+from healer.model import ActionReport, Finding, FleetReport, PassReport
 from healer.vocabulary import FindingKey, Outcome, Scenario, Severity
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 GAUGES = ("healer_incidents_open", "healer_paused", "healer_breakers_open",
           "healer_last_pass_timestamp_seconds", "healer_build_info", "healer_queue_depth",
-          "healer_worker_up", "healer_outbox_size")
+          "healer_worker_up", "healer_outbox_size", "healer_fleet_store_up", "healer_fleet_hosts")
 _METRIC = re.compile(r"\bhealer_[a-z_]+")
 
 
@@ -36,7 +36,8 @@ def exported() -> set[str]:
                           scenario=Scenario.WORKER_DOWN, unit=unit, action="escalate",
                           outcome=Outcome.DELIVERED, detail="", tier=0)]
     report = replace(PassReport(findings=(finding,), actions=tuple(acted), remaining=(finding,)),
-                     paused=("*",), queues={"celery": 1}, nodes_up={"celery@a": True})
+                     paused=("*",), queues={"celery": 1}, nodes_up={"celery@a": True},
+                     fleet=FleetReport(reachable=True, hosts=3, unhealthy=1))
     metrics.observe(report, 0.1, 1.0)
     metrics.failed("ProbeError")
     return {s.name for family in metrics.registry.collect() for s in family.samples}
