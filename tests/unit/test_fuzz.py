@@ -39,7 +39,7 @@ EXITS = {  # what the README documents for each command
     "pause": {0, 2, 3}, "resume": {0, 2, 3},
     "policy check": {0, 2}, "policy schema": {0, 2}, "audit list": {0, 2, 3},
     "audit show": {0, 2, 3}, "audit stats": {0, 2, 3}, "audit verify": {0, 1, 2, 3},
-    "deploy polkit": {0, 2, 3},
+    "deploy polkit": {0, 2, 3}, "fleet status": {0, 1, 2, 3},
 }
 
 KEYS = {  # every config key, with the section it lives in
@@ -57,6 +57,8 @@ KEYS = {  # every config key, with the section it lives in
     "escalation": ["webhook", "format", "routing_key", "timeout", "attempts"],
     "agent": ["interval", "jitter", "metrics_listen", "metrics_textfile"],
     "systemd": ["bus"],
+    "fleet": ["store", "name", "host_id", "budget_per_hour", "fallback_budget_per_hour",
+              "storm_share", "storm_min_hosts", "heartbeat_ttl"],
 }
 TOML_VALUES = [
     "0", "-1", "1", "3", "1e308", "-1e308", "inf", "-inf", "nan", "1e-320", "0.5",
@@ -129,6 +131,8 @@ def config_text(rng: random.Random, folder: Path) -> str:
                   "broker": '"redis.service"'},
         "celery": {"broker_url": '"redis://127.0.0.1:1/0"'},
     }
+    if rng.random() < 0.3:  # a fleet whose store refuses: the agent falls back
+        sections["fleet"] = {"store": '"redis://:pw@127.0.0.1:1/0"'}
     for _ in range(rng.randint(0, 3)):
         section = rng.choice(list(KEYS))
         key = rng.choice([*KEYS[section], "typo_key"])
@@ -220,6 +224,7 @@ def arguments(rng: random.Random, config: Path, folder: Path) -> tuple[str, list
         "run-once": lambda: _options(rng, [("--json", []), ("--dry-run", [])], 0.4),
         "diagnose": lambda: _options(rng, [("--json", [])], 0.5),
         "doctor": lambda: _options(rng, [("--json", [])], 0.5),
+        "fleet status": lambda: _options(rng, [("--json", [])], 0.5),
     }
     more = _audit_options(rng, command, folder) if command.startswith("audit") \
         else extra.get(command, list)()
