@@ -56,9 +56,10 @@ class Metrics:
         self.workers = Gauge("healer_worker_up", "1 when the node answered the last ping",
                              ["node"], registry=r)
         self.fleet_store = Gauge("healer_fleet_store_up", "1 while the fleet's store answers, "
-                                 "0 while the local fallback budget applies", registry=r)
+                                 "0 while the local fallback budget applies", ["fleet"],
+                                 registry=r)  # labelled: a host in no fleet exports none
         self.fleet_hosts = Gauge("healer_fleet_hosts", "The fleet's live hosts, and those "
-                                 "unhealthy", ["state"], registry=r)
+                                 "unhealthy", ["fleet", "state"], registry=r)
         Gauge("healer_build_info", "healer's version", ["version"],
               registry=r).labels(__version__).set(1)
 
@@ -81,10 +82,11 @@ class Metrics:
         _each(self.paused, {(unit,): 1 for unit in report.paused})
         _each(self.queues, {(queue,): depth for queue, depth in report.queues.items()})
         _each(self.workers, {(node,): up for node, up in report.nodes_up.items()})
-        if (fleet := report.fleet) is not None:
-            self.fleet_store.set(fleet.reachable)
-            _each(self.fleet_hosts, {("live",): fleet.hosts, ("unhealthy",): fleet.unhealthy}
-                  if fleet.reachable else {})
+        fleet = report.fleet
+        _each(self.fleet_store, {(fleet.name,): fleet.reachable} if fleet else {})
+        _each(self.fleet_hosts, {(fleet.name, "live"): fleet.hosts,
+                                 (fleet.name, "unhealthy"): fleet.unhealthy}
+              if fleet and fleet.reachable else {})
 
     def failed(self, reason: str) -> None:
         """Count a pass that could not run."""

@@ -379,6 +379,7 @@ class ActionReport(Frozen, frozen=True):
 class FleetReport(Frozen, frozen=True):
     """The fleet as the pass last saw it: the store reached or not, its live and sick hosts."""
 
+    name: str
     reachable: bool
     hosts: int = 0
     unhealthy: int = 0

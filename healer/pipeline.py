@@ -166,9 +166,10 @@ class Pipeline:
             return None  # alone, or a dry run: the fleet was not asked
         config = self.fleet.config
         if state.fleet_down is not None or view is None:
-            return FleetReport(reachable=False, budget_per_hour=config.fallback_budget_per_hour)
-        return FleetReport(reachable=True, hosts=view.hosts, unhealthy=view.unhealthy,
-                           budget_per_hour=config.budget_per_hour)
+            return FleetReport(name=config.name, reachable=False,
+                               budget_per_hour=config.fallback_budget_per_hour)
+        return FleetReport(name=config.name, reachable=True, hosts=view.hosts,
+                           unhealthy=view.unhealthy, budget_per_hour=config.budget_per_hour)
 
     def diagnose(self) -> Diagnosis:
         """Probe and detect, act on nothing; the probes' history is kept for the next pass.

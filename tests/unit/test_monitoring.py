@@ -37,7 +37,7 @@ def exported() -> set[str]:
                           outcome=Outcome.DELIVERED, detail="", tier=0)]
     report = replace(PassReport(findings=(finding,), actions=tuple(acted), remaining=(finding,)),
                      paused=("*",), queues={"celery": 1}, nodes_up={"celery@a": True},
-                     fleet=FleetReport(reachable=True, hosts=3, unhealthy=1))
+                     fleet=FleetReport(name="web", reachable=True, hosts=3, unhealthy=1))
     metrics.observe(report, 0.1, 1.0)
     metrics.failed("ProbeError")
     return {s.name for family in metrics.registry.collect() for s in family.samples}
@@ -60,3 +60,11 @@ def test_every_rule_names_a_metric_the_agent_exports() -> None:
     """No alert rule waits on a healer metric that does not exist (it would never fire)."""
     rules = (DEPLOY / "prometheus" / "healer.rules.yml").read_text()
     assert set(_METRIC.findall(rules)) - exported() == set()
+
+
+def test_a_host_in_no_fleet_exports_no_fleet_gauge() -> None:
+    """Without [fleet] there is no healer_fleet_store_up at 0 for an alert to fire on."""
+    metrics = Metrics()
+    metrics.observe(PassReport(findings=(), actions=(), remaining=()), 0.1, 1.0)
+    names = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert not {n for n in names if n.startswith("healer_fleet")}
