@@ -79,10 +79,11 @@ def real_world(config: Config, clock: Clock, events: CeleryEvents | None = None)
     hook = config.escalation
     tiers = Tiers(tuple(Webhook(t.webhook, t.format, t.routing_key, hook.timeout, hook.attempts,
                                 clock.sleep) for t in hook.all_tiers()))
-    world = World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
-                  celery=control(config, clock),
-                  notifier=tiers if tiers.webhooks else None, clock=clock, events=events)
-    return replace(world, fleet=fleet(config, world.host))
+    host = socket.gethostname()
+    return World(systemd=DBusSystemd(config.systemd.bus, clock), broker=broker,
+                 celery=control(config, clock),
+                 notifier=tiers if tiers.webhooks else None, clock=clock, host=host,
+                 events=events, fleet=fleet(config, host))
 
 
 def fleet(config: Config, host: str) -> Fleet | None:

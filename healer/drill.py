@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from healer.doctor import AGENT
 from healer.errors import ActionError, ConfigError, HealerError
 from healer.guard.guard import active_pause
+from healer.probes.prober import expected_nodes
 from healer.vocabulary import ActiveState, Event, Outcome, Scenario
 
 if TYPE_CHECKING:
@@ -131,8 +132,6 @@ class Drill:
 
     def _consumer(self, unit: str) -> tuple[str, str]:
         """The node the worker unit runs, and the first queue of [celery]."""
-        from healer.probes.prober import expected_nodes  # noqa: PLC0415
-
         found = expected_nodes((self.systemd.unit_state(unit),), self.config)
         if not found:
             raise Refused(f"no Celery node found for {unit}; set [celery] nodes")

@@ -27,8 +27,9 @@ from limits import RateLimitItemPerHour
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from healer import redact
+from healer import codec, redact
 from healer.errors import FleetUnreachable
+from healer.model import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -71,14 +72,17 @@ def _text(value: object) -> str:
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
-    """One host's word, as it published it (``status`` shows it)."""
+    """One host's word, as it published it (``status`` shows it).
+
+    Unknown fields are ignored, not refused: a newer healer on another host may add one.
+    """
 
     host: str
     unhealthy: list[str] = []  # the managed units found unhealthy (or being acted on)
     actions: int = 0  # its actions in the last hour
 
 
-class View(msgspec.Struct, frozen=True, kw_only=True):
+class View(Frozen, frozen=True):
     """The fleet as one pass sees it: live and unhealthy hosts, and whether it stood down."""
 
     hosts: int
@@ -96,17 +100,17 @@ class View(msgspec.Struct, frozen=True, kw_only=True):
                 f"({100 * share:.3g}% > {100 * config.storm_share:.3g}%)")
 
 
-class Seen(msgspec.Struct, frozen=True, kw_only=True):
+class Seen(Frozen, frozen=True):
     """A host of ``healer fleet status``: its last heartbeat, and whether that still lives."""
 
     host: str
     last: float
     live: bool
-    unhealthy: list[str] = []
+    unhealthy: list[str] = msgspec.field(default_factory=list)
     actions: int = 0
 
 
-class Status(msgspec.Struct, frozen=True, kw_only=True):
+class Status(Frozen, frozen=True):
     """What ``healer fleet status`` shows (times are the store's)."""
 
     fleet: str
@@ -158,11 +162,11 @@ class Fleet:
 
     def exchange(self, unhealthy: Iterable[str], actions: int) -> View:
         """Publish this host's heartbeat; count the live hosts and the unhealthy (this one too)."""
-        units = sorted(map(str, unhealthy))
+        units = sorted(unhealthy)
         beat = Heartbeat(host=self.host, unhealthy=units, actions=actions)
         keys = [self._key("seen"), self._key("live"), self._key("sick"),
                 self._key("host", self.host), self._key("clear")]
-        args: list[str | int | bytes] = [self.host, self._ttl, msgspec.json.encode(beat),
+        args: list[str | int | bytes] = [self.host, self._ttl, codec.encode(beat),
                                          int(bool(units)), int(FORGET * 1000)]
         live, sick, clear = self._call("the heartbeat", lambda: cast(
             "list[int]", self._exchange(keys=keys, args=args)))
@@ -242,8 +246,8 @@ class Fleet:
             if value is None or len(value) > MAX_HEARTBEAT:
                 continue
             try:
-                beat = msgspec.json.decode(value, type=Heartbeat)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+                beat = codec.decode(value, Heartbeat)
+            except ValueError:  # not JSON, or not a heartbeat (codec.Invalid)
                 continue
             beats[beat.host] = beat
         return beats

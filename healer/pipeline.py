@@ -395,9 +395,11 @@ class Pipeline:
         The storm is escalated once, by the host that holds its lease, and stays open while it
         lasts, standing down or not.
         """
+        if self.fleet is None:
+            return None
         self._doing.sick = self.guard.sick(rest, state.acting)
         view = self._heartbeat(state)
-        if view is None or self.fleet is None:  # no fleet, or lost: its incident stays as it is
+        if view is None:  # lost: the storm's incident stays as it is
             return None
         storm = view.storm(self.fleet.config)
         if storm and self._ask(state, lambda f: f.lease()):
